@@ -1,0 +1,311 @@
+/*-------------------------------------------------------------------------
+ *
+ * dalp_fdw.h
+ *		  Shared declarations of the DALP foreign-data wrapper.
+ *
+ * The resource catalog (catalog.c) describes every DALP collection as data;
+ * planning, request building, decoding and IMPORT FOREIGN SCHEMA are generic
+ * code over it.  libcurl stays in http.c and json-c in decode.c, so that the
+ * rest of the code speaks PostgreSQL only.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef DALP_FDW_H
+#define DALP_FDW_H
+
+#include "postgres.h"
+
+#include "access/tupdesc.h"
+#include "fmgr.h"
+#include "foreign/foreign.h"
+#include "lib/stringinfo.h"
+#include "nodes/pathnodes.h"
+#include "nodes/pg_list.h"
+#include "nodes/plannodes.h"
+#include "utils/rel.h"
+
+#define DALP_API_PREFIX "/api/v2"
+#define DALP_MAX_PAGE_SIZE 200
+#define DALP_MAX_IN_VALUES 100
+
+/* ----------------------------------------------------------------
+ * Resource catalog (catalog.c)
+ * ----------------------------------------------------------------
+ */
+
+/* Where a column's value comes from. */
+typedef enum DalpValueKind
+{
+	DALP_VALUE_PATH,			/* dotted json path into the item */
+	DALP_VALUE_TOKEN,			/* the token address the request was for */
+	DALP_VALUE_RAW,				/* the whole item, as jsonb */
+	DALP_VALUE_NAMED_VALUES,	/* [{name,value},...] folded into a jsonb
+								 * object */
+	DALP_VALUE_SEARCH_ECHO		/* the value searched for (tokens.q) */
+} DalpValueKind;
+
+/* API filter operators a column supports, as bits. */
+#define DALP_OP_EQ			0x0001
+#define DALP_OP_NE			0x0002
+#define DALP_OP_GT			0x0004
+#define DALP_OP_GTE			0x0008
+#define DALP_OP_LT			0x0010
+#define DALP_OP_LTE			0x0020
+#define DALP_OP_ILIKE		0x0040
+#define DALP_OP_IN			0x0080
+#define DALP_OP_NOT_IN		0x0100
+#define DALP_OP_RANGE		(DALP_OP_GT | DALP_OP_GTE | DALP_OP_LT | DALP_OP_LTE)
+
+typedef struct DalpColumnDef
+{
+	const char *name;			/* SQL column name */
+	Oid			typid;			/* PostgreSQL type */
+	DalpValueKind kind;
+	const char *json_path;		/* for DALP_VALUE_PATH: dotted path; '|'
+								 * separates alternatives tried in turn */
+	const char *filter;			/* API filter field, or NULL */
+	int			ops;			/* DALP_OP_* the API accepts on it */
+	const char *sort;			/* API sort field, or NULL */
+} DalpColumnDef;
+
+typedef struct DalpResourceDef
+{
+	const char *name;			/* value of the "resource" option and the
+								 * imported table's name */
+	const char *path;			/* path under /api/v2; "{token}" marks a
+								 * per-token collection */
+	bool		is_collection;	/* false: a single resource */
+	const char *rows_field;		/* single resource whose rows are an array
+								 * field of data ("services"), else NULL */
+	const char *item_path;		/* single-item GET by key column, or NULL */
+	const char *item_key_column;	/* column whose "=" selects item_path */
+	bool		item_404_is_empty;	/* a 404 there means "no such item" */
+	const char *scan_sort;		/* sort sent on a full scan: a read order
+								 * in which new items land on the last page */
+	const char *id_field;		/* item field used to drop duplicates at page
+								 * boundaries, or NULL */
+	const DalpColumnDef *columns;
+	int			ncolumns;
+} DalpResourceDef;
+
+extern const int dalp_nresources;
+
+extern const DalpResourceDef *dalp_resource_at(int index);
+
+extern const DalpResourceDef *dalp_resource_lookup(const char *name);
+extern const DalpColumnDef *dalp_column_lookup(const DalpResourceDef *res,
+											   const char *colname);
+extern bool dalp_resource_is_per_token(const DalpResourceDef *res);
+extern char *dalp_resource_names(void);
+extern char *dalp_column_names(const DalpResourceDef *res);
+
+/* ----------------------------------------------------------------
+ * Options (options.c)
+ * ----------------------------------------------------------------
+ */
+
+/* Everything one HTTP request needs, resolved from server + user mapping. */
+typedef struct DalpConnConfig
+{
+	Oid			serverid;
+	Oid			umid;			/* user mapping oid: part of the handle cache
+								 * key */
+	char	   *server_name;
+	char	   *base_url;		/* no trailing slash */
+	char	   *api_key;		/* secret: never printed */
+	int			page_size;
+	int			concurrency;
+	int			connect_timeout_ms;
+	int			timeout_ms;
+	int			max_retries;
+	int			retry_base_ms;
+	int			retry_after_max_ms;
+	int			rate_limit_per_minute;
+	bool		verify_tls;
+	char	   *ca_file;		/* NULL: system store */
+	int64		max_response_bytes;
+	double		fdw_startup_cost;
+	double		fdw_request_cost;
+	double		fdw_tuple_cost;
+	bool		use_remote_estimate;
+} DalpConnConfig;
+
+extern bool dalp_pushdown_enabled;
+
+extern void _PG_init(void);
+
+extern void dalp_get_server_config(Oid serverid, DalpConnConfig *conf);
+extern void dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf);
+extern const DalpResourceDef *dalp_table_resource(Oid foreigntableid,
+												  char **token_address,
+												  int *use_remote_estimate);
+extern char *dalp_column_json_path(Oid relid, AttrNumber attnum);
+
+/* ----------------------------------------------------------------
+ * HTTP (http.c): the only file that calls libcurl
+ * ----------------------------------------------------------------
+ */
+
+typedef struct DalpHttpResult
+{
+	long		status;			/* final HTTP status */
+	char	   *body;			/* NUL-terminated, palloc'd */
+	size_t		body_len;
+	char	   *content_type;	/* palloc'd, or NULL */
+	int			attempts;		/* requests sent for this result */
+	int64		bytes;			/* body bytes received over all attempts */
+} DalpHttpResult;
+
+typedef struct DalpHttpRequest DalpHttpRequest;
+
+extern DalpHttpRequest *dalp_http_start(const DalpConnConfig *conf,
+										const char *path);
+extern DalpHttpResult *dalp_http_wait(DalpHttpRequest *req);
+extern void dalp_http_abandon(DalpHttpRequest *req);
+extern DalpHttpResult *dalp_http_get(const DalpConnConfig *conf,
+									 const char *path);
+
+/* ----------------------------------------------------------------
+ * Statistics (stats.c): per server, per backend
+ * ----------------------------------------------------------------
+ */
+
+typedef struct DalpServerStats
+{
+	Oid			serverid;
+	int64		requests;
+	int64		pages;
+	int64		rows;
+	int64		bytes;
+	int64		retries;
+	int64		rate_limit_waits;
+	int64		errors;
+	int64		connections_opened;
+	double		network_wait_ms;
+} DalpServerStats;
+
+extern DalpServerStats *dalp_stats_for(Oid serverid);
+
+/* ----------------------------------------------------------------
+ * Decoding (decode.c): the only file that calls json-c
+ * ----------------------------------------------------------------
+ */
+
+/* How one attribute of the foreign table is filled from an item. */
+typedef struct DalpColumnBinding
+{
+	AttrNumber	attnum;
+	const char *colname;
+	Oid			typid;
+	int32		typmod;
+	DalpValueKind kind;
+	List	   *paths;			/* alternatives; each a List of String
+								 * segments */
+	char	   *path_text;		/* as the user wrote it, for errors */
+	FmgrInfo	infunc;
+	Oid			typioparam;
+	Oid			elemtypid;		/* arrays: element type, else InvalidOid */
+	FmgrInfo	eleminfunc;
+	Oid			elemioparam;
+	int16		elemlen;
+	bool		elembyval;
+	char		elemalign;
+} DalpColumnBinding;
+
+/* One decoded response page; json stays inside decode.c. */
+typedef struct DalpPage
+{
+	void	   *root;			/* json_object *, owned by the page */
+	void	   *items;			/* json array of items (or the one item) */
+	int			nitems;
+	int64		total;			/* meta.total, or -1 when absent */
+	bool		has_next;		/* links.next present */
+	const char *display_path;	/* for errors */
+} DalpPage;
+
+extern void dalp_raise_for_status(const DalpHttpResult *res,
+								  const char *display_path,
+								  const char *secret);
+extern void dalp_page_parse(DalpPage *page, const DalpHttpResult *res,
+							const DalpResourceDef *resdef, bool single,
+							const char *display_path);
+extern void dalp_page_release(DalpPage *page);
+extern const char *dalp_page_item_id(DalpPage *page, int index,
+									 List *id_path);
+extern void dalp_page_item_to_datums(DalpPage *page, int index,
+									 DalpColumnBinding *bindings,
+									 int nbindings,
+									 const char *token_address,
+									 const char *search_echo,
+									 Datum *values, bool *nulls);
+extern List *dalp_parse_json_path(const char *path_text);
+
+/* ----------------------------------------------------------------
+ * Requests (request.c): building paths and query strings
+ * ----------------------------------------------------------------
+ */
+
+extern void dalp_append_query_param(StringInfo buf, const char *key,
+									const char *value);
+extern char *dalp_decode_for_display(const char *path);
+extern char *dalp_expand_path(const char *tmpl, const char *token,
+							  const char *key);
+
+/* ----------------------------------------------------------------
+ * Planning (plan.c) and execution (scan.c)
+ * ----------------------------------------------------------------
+ */
+
+/* What a pushed-down condition does with its value. */
+typedef enum DalpCondRole
+{
+	DALP_COND_TOKEN,			/* selects the token path (fan-out for IN) */
+	DALP_COND_ITEM,				/* selects the single-item path */
+	DALP_COND_FILTER,			/* becomes filter[field][op]=value */
+	DALP_COND_SEARCH			/* a search key; its column echoes the value */
+} DalpCondRole;
+
+/* A condition sent to the API; its value is fdw_exprs at the same index. */
+typedef struct DalpCond
+{
+	const DalpColumnDef *column;
+	DalpCondRole role;
+	int			op;				/* one DALP_OP_* bit */
+} DalpCond;
+
+/* Indexes into ForeignScan.fdw_private (a List). */
+enum DalpScanPrivateIndex
+{
+	DALP_PRIVATE_RESOURCE,		/* String: resource name */
+	DALP_PRIVATE_CONDS,			/* List of (colname, role, op) triples */
+	DALP_PRIVATE_ATTRS,			/* IntList of attnums the query reads */
+	DALP_PRIVATE_SORT			/* String: sort parameter, or "" for none */
+};
+
+extern void dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
+									  Oid foreigntableid);
+extern void dalp_get_foreign_paths(PlannerInfo *root, RelOptInfo *baserel,
+								   Oid foreigntableid);
+extern ForeignScan *dalp_get_foreign_plan(PlannerInfo *root,
+										  RelOptInfo *baserel,
+										  Oid foreigntableid,
+										  ForeignPath *best_path,
+										  List *tlist, List *scan_clauses,
+										  Plan *outer_plan);
+extern List *dalp_conds_from_private(const DalpResourceDef *res,
+									 List *private_conds);
+extern const char *dalp_op_name(int op);
+extern char *dalp_value_to_api_text(Datum value, Oid typid, bool *ok);
+extern DalpColumnBinding *dalp_make_bindings(Relation rel,
+											 const DalpResourceDef *res,
+											 List *attnums, int *nbindings);
+
+/* ----------------------------------------------------------------
+ * IMPORT FOREIGN SCHEMA (import.c)
+ * ----------------------------------------------------------------
+ */
+struct ImportForeignSchemaStmt;
+extern List *dalp_import_foreign_schema(struct ImportForeignSchemaStmt *stmt,
+										Oid serverOid);
+
+#endif							/* DALP_FDW_H */

@@ -1,0 +1,289 @@
+# shellcheck shell=bash
+# test/lib.sh: the set-up shared by test/demo.sh, test/run_all.sh and the
+# test scripts test/t_*.sh. Source it; it runs nothing by itself.
+#
+#   dalp_install_deps    apt-get install what is missing (Debian 12, as root)
+#   dalp_build_install   make && make install against PostgreSQL 15
+#   dalp_start_cluster   throwaway PostgreSQL 15 cluster on 127.0.0.1:$DALP_PGPORT
+#   dalp_start_sim [--port N] [sim args...]
+#                        test/dalp_sim.py on 127.0.0.1 (default $DALP_SIM_PORT,
+#                        which also exports DALP_SIM_URL); extra args go to the
+#                        sim; DALP_SIM_LAST_URL is the URL of the one just started
+#   dalp_stop_sim [PORT] stop one simulator (default: the main one)
+#   dalp_stop_all        stop all that this process started, remove its temp dir
+#   dalp_atexit CMD [ARG...]  run CMD in dalp_stop_all (a script's own clean-up)
+#   dalp_psql ARGS...    psql 15, no psqlrc, stop on the first error
+#   dalp_print_logs [N]  tail of the server log and the simulator logs
+#   dalp_log / dalp_warn / dalp_die MESSAGE
+#
+# The first start installs `trap dalp_stop_all EXIT` (unless the script set an
+# EXIT trap of its own, which must then call dalp_stop_all), so a failure or a
+# Ctrl-C still stops what was started. Every process keeps its pids in its own
+# /tmp/dalp_fdw.XXXXXX; a later run stops what a killed run left behind.
+#
+# Environment (defaults in brackets):
+#   DALP_PGPORT [54329]  DALP_SIM_PORT [18765]
+#   DALP_API_KEY [sm_dalp_test_0123456789abcdef]   DALP_SIM_TIMEOUT [60] (s)
+# Exported once started: PGHOST PGPORT PGUSER PGDATABASE DALP_PGLOG
+#   DALP_SIM_URL DALP_SIM_PORT DALP_API_KEY DALP_REPO DALP_PYTHON, and PATH
+#   begins with the PostgreSQL 15 bin directory.
+
+DALP_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DALP_PGBIN=/usr/lib/postgresql/15/bin
+DALP_PG_CONFIG=$DALP_PGBIN/pg_config
+DALP_PGPORT=${DALP_PGPORT:-54329}
+DALP_SIM_PORT=${DALP_SIM_PORT:-18765}
+DALP_API_KEY=${DALP_API_KEY:-sm_dalp_test_0123456789abcdef}
+DALP_SIM_TIMEOUT=${DALP_SIM_TIMEOUT:-60}
+# Debian's own python3 (the one dalp_install_deps installs), not whatever a
+# version manager put first in PATH, so a developer runs what CI runs.
+if [[ -z ${DALP_PYTHON:-} ]]; then
+  if [[ -x /usr/bin/python3 ]]; then DALP_PYTHON=/usr/bin/python3; else DALP_PYTHON=python3; fi
+fi
+export DALP_REPO DALP_PGPORT DALP_SIM_PORT DALP_API_KEY DALP_PYTHON
+case ":$PATH:" in *":$DALP_PGBIN:"*) ;; *) export PATH="$DALP_PGBIN:$PATH" ;; esac
+
+DALP_APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
+  libjson-c-dev pkg-config make gcc python3 curl postgresql-15-cron
+  postgresql-plpython3-15)
+
+# Per-process state, never exported, so a test script that sources this file
+# gets its own temp dir and stops only what it started itself. DALP_TMPDIR is
+# this process's temp dir (set by the first start), for a script's own files.
+DALP_TMPDIR=
+export -n DALP_TMPDIR
+_DALP_ATEXIT=()
+
+dalp_log() { printf '==> %s\n' "$*" >&2; }
+dalp_warn() { printf 'WARNING: %s\n' "$*" >&2; }
+dalp_die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+dalp_psql() { "$DALP_PGBIN/psql" -X -v ON_ERROR_STOP=1 "$@"; }
+
+dalp_atexit() { _DALP_ATEXIT+=("$(printf '%q ' "$@")"); }
+
+# Runs a command as root: directly when we are root, else through sudo.
+_dalp_root() {
+  if ((EUID == 0)); then "$@"; else sudo "$@"; fi
+}
+
+# Runs a command as the cluster's owner: initdb and postgres refuse root.
+_dalp_as_pg() {
+  if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+dalp_install_deps() {
+  local p missing=()
+  for p in "${DALP_APT_PACKAGES[@]}"; do
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
+  done
+  if ((${#missing[@]} == 0)); then
+    dalp_log "apt packages: all present"
+    return 0
+  fi
+  dalp_log "apt packages: installing ${missing[*]}"
+  # An unreachable extra source makes `update` fail although Debian's own
+  # lists were fetched; the install below is the real test.
+  _dalp_root env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+    dalp_warn "apt-get update reported errors; trying the install anyway"
+  _dalp_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" ||
+    dalp_die "apt-get install ${missing[*]} failed (output above)"
+}
+
+dalp_build_install() {
+  dalp_log "building dalp_fdw (make PG_CONFIG=$DALP_PG_CONFIG)"
+  # -s: warnings and errors only, not every compiler command line.
+  make -C "$DALP_REPO" -s --no-print-directory -j"$(nproc)" PG_CONFIG="$DALP_PG_CONFIG" ||
+    dalp_die "build failed: make PG_CONFIG=$DALP_PG_CONFIG (compiler output above)"
+  _dalp_root make -C "$DALP_REPO" -s --no-print-directory install PG_CONFIG="$DALP_PG_CONFIG" ||
+    dalp_die "make install PG_CONFIG=$DALP_PG_CONFIG failed (output above)"
+}
+
+# True when something accepts TCP connections on 127.0.0.1:PORT.
+_dalp_port_busy() {
+  (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Fails with a clear message when PORT is taken by a program we did not start
+# (what an earlier killed run left was stopped by _dalp_reap_stale already).
+_dalp_require_free_port() {
+  local port=$1 what=$2 var=$3 who=
+  _dalp_port_busy "$port" || return 0
+  if command -v ss >/dev/null; then
+    who=$(ss -Hltnp "sport = :$port" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n 1)
+  fi
+  dalp_die "port $port on 127.0.0.1 (for $what) is in use by ${who:-another program}," \
+    "not started by these scripts; stop it or choose another port: $var=NNNNN"
+}
+
+# Stops what the run that owns temp dir $1 started, then removes the dir.
+# Shared by dalp_stop_all and the clean-up after a killed run.
+_dalp_stop_dir() {
+  local - dir=$1 f pid i # `local -`: the set +e below ends with this function
+  set +e                  # clean-up goes on past a failing step
+  [[ -d $dir ]] || return 0
+  for f in "$dir"/sim.*.pid; do
+    [[ -f $f ]] || continue
+    _dalp_kill_sim "$(<"$f")"
+    rm -f "$f"
+  done
+  if [[ -f $dir/pg/data/postmaster.pid ]]; then
+    pid=$(head -n 1 "$dir/pg/data/postmaster.pid")
+    dalp_log "stopping PostgreSQL (pid $pid)"
+    _dalp_as_pg "$DALP_PGBIN/pg_ctl" -D "$dir/pg/data" -s -m fast -w -t 30 stop 2>/dev/null ||
+      _dalp_as_pg "$DALP_PGBIN/pg_ctl" -D "$dir/pg/data" -s -m immediate -w -t 30 stop 2>/dev/null
+    # A postmaster killed with SIGKILL leaves its pid file: nothing to stop.
+    for ((i = 0; i < 50; i++)); do _dalp_alive "$pid" || break; sleep 0.1; done
+  fi
+  rm -rf "$dir"
+}
+
+# True while process PID runs; a zombie (killed, not yet reaped) is gone.
+_dalp_alive() {
+  local stat
+  [[ $1 =~ ^[0-9]+$ ]] && read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+  stat=${stat##*) } # the state letter follows the command name in parentheses
+  [[ ${stat:0:1} != [ZX] ]]
+}
+
+# Kills a simulator by pid, but only if that pid still runs dalp_sim.py (the
+# pid may have been reused since a killed run wrote it down).
+_dalp_kill_sim() {
+  local - pid=$1 i
+  set +e
+  _dalp_alive "$pid" && grep -qs 'dalp_sim' "/proc/$pid/cmdline" || return 0
+  dalp_log "stopping simulator (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null
+  for ((i = 0; i < 50; i++)); do _dalp_alive "$pid" || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null # our own child: reap it quietly
+  return 0
+}
+
+# Stops what earlier runs left behind when they were killed before their
+# clean-up ran (their owner pid is gone): postgres, simulators, temp dirs.
+_dalp_reap_stale() {
+  local dir owner
+  for dir in /tmp/dalp_fdw.*; do
+    [[ -f $dir/owner.pid ]] || continue
+    owner=$(<"$dir/owner.pid")
+    if [[ $owner == "$$" ]] || _dalp_alive "$owner"; then continue; fi
+    dalp_warn "an earlier run (pid $owner) did not clean up; stopping what it left in $dir"
+    _dalp_stop_dir "$dir"
+  done
+}
+
+# Creates this process's temp dir and the clean-up traps, once.
+_dalp_tmp_init() {
+  [[ -n $DALP_TMPDIR && -d $DALP_TMPDIR ]] && return 0
+  _dalp_reap_stale
+  DALP_TMPDIR=$(mktemp -d /tmp/dalp_fdw.XXXXXX) || dalp_die "mktemp failed"
+  chmod 755 "$DALP_TMPDIR" # the postgres user must reach its data dir inside
+  echo "$$" >"$DALP_TMPDIR/owner.pid"
+  # Respect a script's own EXIT trap (it must call dalp_stop_all itself).
+  [[ -n $(trap -p EXIT) ]] || trap dalp_stop_all EXIT
+  # Turn signals into an exit, so the EXIT trap runs on Ctrl-C and kill too.
+  [[ -n $(trap -p INT) ]] || trap 'exit 130' INT
+  [[ -n $(trap -p TERM) ]] || trap 'exit 143' TERM
+  [[ -n $(trap -p HUP) ]] || trap 'exit 129' HUP
+}
+
+dalp_start_cluster() {
+  local port=$DALP_PGPORT dir data log
+  [[ -x $DALP_PGBIN/initdb ]] || dalp_die "$DALP_PGBIN/initdb not found: run dalp_install_deps (postgresql-15)"
+  _dalp_tmp_init
+  [[ ! -d $DALP_TMPDIR/pg ]] || dalp_die "dalp_start_cluster: a cluster was already started by this process"
+  _dalp_require_free_port "$port" "PostgreSQL" DALP_PGPORT
+  dir=$DALP_TMPDIR/pg data=$DALP_TMPDIR/pg/data log=$DALP_TMPDIR/pg/postgres.log
+  mkdir "$dir" || dalp_die "cannot create $dir"
+  if ((EUID == 0)); then chown postgres: "$dir" || dalp_die "cannot chown $dir to postgres"; fi
+  dalp_log "starting PostgreSQL 15 on 127.0.0.1:$port (data in $data)"
+  _dalp_as_pg "$DALP_PGBIN/initdb" -D "$data" --auth=trust -U postgres \
+    --locale=C.UTF-8 -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; dalp_die "initdb failed"; }
+  # pg_cron must be preloaded; its jobs run in the postgres database and
+  # connect over our private socket directory.
+  cat >>"$data/postgresql.conf" <<EOF
+
+# dalp_fdw test cluster (test/lib.sh)
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'pg_cron'
+cron.database_name = 'postgres'
+cron.host = '$dir'
+# throwaway cluster: speed over durability
+fsync = off
+EOF
+  _dalp_as_pg "$DALP_PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -s start ||
+    { tail -n 50 "$log" >&2; dalp_die "PostgreSQL did not start (log tail above)"; }
+  export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres DALP_PGLOG=$log
+  dalp_psql -qAt -c 'SELECT 1' >/dev/null ||
+    { tail -n 50 "$log" >&2; dalp_die "PostgreSQL started but refuses connections on 127.0.0.1:$port"; }
+}
+
+# shellcheck disable=SC2120 # arguments are optional
+dalp_start_sim() {
+  local port=$DALP_SIM_PORT hint=DALP_SIM_PORT args=() pid log i
+  while (($#)); do
+    case $1 in
+      --port) port=$2 hint='dalp_start_sim --port'; shift 2 ;;
+      --port=*) port=${1#--port=} hint='dalp_start_sim --port'; shift ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  [[ -f $DALP_REPO/test/dalp_sim.py ]] || dalp_die "$DALP_REPO/test/dalp_sim.py not found"
+  _dalp_tmp_init
+  _dalp_require_free_port "$port" "the simulator" "$hint"
+  log=$DALP_TMPDIR/sim.$port.log
+  : >"$log" # exists before the background job opens it: the wait greps it
+  dalp_log "starting simulator on 127.0.0.1:$port ${args[*]}"
+  # -u: the ready line must reach the log file now, not at exit.
+  "$DALP_PYTHON" -u "$DALP_REPO/test/dalp_sim.py" --host 127.0.0.1 --port "$port" \
+    --seed 42 --api-key "$DALP_API_KEY" "${args[@]}" </dev/null >"$log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$DALP_TMPDIR/sim.$port.pid"
+  for ((i = 0; i < DALP_SIM_TIMEOUT * 10; i++)); do
+    grep -q 'dalp_sim ready on' "$log" && break
+    if ! _dalp_alive "$pid"; then
+      tail -n 50 "$log" >&2
+      dalp_die "simulator exited before it was ready (output above)"
+    fi
+    sleep 0.1
+  done
+  grep -q 'dalp_sim ready on' "$log" ||
+    { tail -n 50 "$log" >&2; dalp_die "simulator not ready after ${DALP_SIM_TIMEOUT}s (output above)"; }
+  # shellcheck disable=SC2034 # for the caller: the URL of the sim just started
+  DALP_SIM_LAST_URL=http://127.0.0.1:$port
+  if [[ $hint == DALP_SIM_PORT ]]; then
+    export DALP_SIM_URL=$DALP_SIM_LAST_URL DALP_SIM_PORT=$port
+  fi
+}
+
+dalp_stop_sim() {
+  local port=${1:-$DALP_SIM_PORT} f
+  f=${DALP_TMPDIR:-/nonexistent}/sim.$port.pid
+  [[ -f $f ]] || return 0
+  _dalp_kill_sim "$(<"$f")"
+  rm -f "$f"
+}
+
+dalp_print_logs() {
+  local n=${1:-80} f
+  [[ -n $DALP_TMPDIR ]] || return 0
+  for f in "$DALP_TMPDIR"/pg/postgres.log "$DALP_TMPDIR"/sim.*.log; do
+    [[ -s $f ]] || continue
+    printf '\n----- last %s lines of %s -----\n' "$n" "$f"
+    tail -n "$n" "$f"
+  done
+}
+
+dalp_stop_all() {
+  local - cmd # `local -`: the set +e below ends with this function
+  set +e      # clean-up goes on past a failing step
+  for cmd in "${_DALP_ATEXIT[@]}"; do eval "$cmd"; done
+  _DALP_ATEXIT=()
+  [[ -n $DALP_TMPDIR ]] && _dalp_stop_dir "$DALP_TMPDIR"
+  DALP_TMPDIR=
+  return 0
+}
