@@ -153,7 +153,8 @@ typedef struct DalpHttpResult
 	size_t		body_len;
 	char	   *content_type;	/* palloc'd, or NULL */
 	int			attempts;		/* requests sent for this result */
-	int64		bytes;			/* body bytes received over all attempts */
+	int64		bytes;			/* body bytes received over all attempts,
+								 * as sent: before gzip decoding */
 } DalpHttpResult;
 
 typedef struct DalpHttpRequest DalpHttpRequest;

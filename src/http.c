@@ -80,7 +80,6 @@ struct DalpHttpRequest
 								 * yet given back */
 	bool		listed;			/* in dalp_requests */
 	dlist_node	node;
-	int			nest_level;		/* transaction nesting level at start */
 
 	/* what the request needs after dalp_http_start has returned */
 	Oid			serverid;
@@ -157,9 +156,6 @@ static HTAB *dalp_rate_buckets = NULL;
 static void http_initialize(void);
 static void http_invalidate_callback(Datum arg, int cacheid, uint32 hashvalue);
 static void http_xact_callback(XactEvent event, void *arg);
-static void http_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-								  SubTransactionId parentSubid, void *arg);
-static void detach_requests(int nest_level);
 static void refresh_connections(void);
 static CURLM *get_multi(void);
 static CURL *acquire_handle(Oid serverid, Oid umid, uint64 *generation);
@@ -226,7 +222,6 @@ http_initialize(void)
 	CacheRegisterSyscacheCallback(USERMAPPINGOID,
 								  http_invalidate_callback, (Datum) 0);
 	RegisterXactCallback(http_xact_callback, NULL);
-	RegisterSubXactCallback(http_subxact_callback, NULL);
 
 	dalp_http_initialized = true;
 }
@@ -243,37 +238,20 @@ http_invalidate_callback(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 /*
- * Safety net: whatever the memory contexts do, no transfer outlives the
- * transaction that failed.
+ * Safety net: whatever the memory contexts do, no transfer outlives a failed
+ * transaction.  Subtransaction aborts are left to the memory contexts on
+ * purpose: a cursor opened outside a failed subtransaction stays usable, and
+ * so must the requests its scan has in flight.
  */
 static void
 http_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		detach_requests(1);
-}
-
-static void
-http_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					  SubTransactionId parentSubid, void *arg)
-{
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		detach_requests(GetCurrentTransactionNestLevel());
-}
-
-/* Detach every request started at nest_level or deeper. */
-static void
-detach_requests(int nest_level)
-{
 	dlist_mutable_iter iter;
 
+	if (event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT)
+		return;
 	dlist_foreach_modify(iter, &dalp_requests)
-	{
-		DalpHttpRequest *req = dlist_container(DalpHttpRequest, node, iter.cur);
-
-		if (req->nest_level >= nest_level)
-			request_detach(req);
-	}
+		request_detach(dlist_container(DalpHttpRequest, node, iter.cur));
 }
 
 /*
@@ -631,6 +609,8 @@ take_token(DalpHttpRequest *req, TimestampTz now)
 static void
 launch(DalpHttpRequest *req)
 {
+	/* may allocate: done before the handle joins the multi handle */
+	DalpServerStats *stats = dalp_stats_for(req->serverid);
 	CURLMcode	mrc;
 
 	req->body_len = 0;
@@ -648,7 +628,7 @@ launch(DalpHttpRequest *req)
 	req->state = DALP_REQ_RUNNING;
 	req->attempts++;
 	req->rate_wait_counted = false;
-	dalp_stats_for(req->serverid)->requests++;
+	stats->requests++;
 }
 
 /*
@@ -1141,7 +1121,6 @@ dalp_http_start(const DalpConnConfig *conf, const char *path)
 	req->display_path = dalp_decode_for_display(path);
 	MemoryContextSwitchTo(oldcxt);
 
-	req->nest_level = GetCurrentTransactionNestLevel();
 	req->serverid = conf->serverid;
 	req->umid = conf->umid;
 	req->max_retries = conf->max_retries;

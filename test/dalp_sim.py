@@ -314,11 +314,15 @@ class Generator:
 
     def commit(self, events):
         L, rng = self.L, self.rng
+        r = rng.random()
         if self.start_block is not None:
             block, txi = self.start_block, rng.randrange(40)
             self.start_block = None
-        elif len(L) and rng.random() < 0.12:
+        elif r < 0.12:
             block, txi = L.block[-1], L.txi[-1] + 1      # another tx in the same block
+        elif r < 0.2:
+            # the next block, which often has the same timestamp (see ts_ms)
+            block, txi = L.block[-1] + 1, rng.randrange(40)
         else:
             block = L.block[-1] + 1 + int(rng.random() * 2 * self.gap_mean)
             if self.end_block is not None:

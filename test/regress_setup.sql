@@ -1,0 +1,49 @@
+-- Shared set-up of the pg_regress suites (read with \i from the repo root):
+-- the extension, a server on the simulator with a user mapping, the
+-- imported schema "dalp", and helpers to drive the simulator from SQL.
+\set ECHO none
+\set QUIET on
+\getenv dalp_url DALP_SIM_URL
+\getenv dalp_key DALP_API_KEY
+\set dalp_repo `pwd`
+SET client_min_messages = warning;
+DROP SCHEMA IF EXISTS dalp CASCADE;
+DROP SERVER IF EXISTS sim CASCADE;
+CREATE EXTENSION IF NOT EXISTS dalp_fdw;
+CREATE SERVER sim FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url :'dalp_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER sim OPTIONS (api_key :'dalp_key');
+CREATE SCHEMA dalp;
+IMPORT FOREIGN SCHEMA v2 FROM SERVER sim INTO dalp;
+
+-- sim('faults ''{...}''') runs test/simctl.py against the simulator and
+-- returns its output, one row per line.
+CREATE OR REPLACE FUNCTION pg_temp.sim(args text) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+BEGIN
+  CREATE TEMP TABLE IF NOT EXISTS sim_out (line text);
+  TRUNCATE sim_out;
+  EXECUTE format('COPY sim_out FROM PROGRAM %L WITH (FORMAT csv, DELIMITER E''\x01'', QUOTE E''\x02'')',
+                 format('/usr/bin/python3 %s/test/simctl.py --url %s %s',
+                        current_setting('dalp.repo'), current_setting('dalp.url'), args));
+  RETURN QUERY SELECT line FROM sim_out;
+END $$;
+SELECT set_config('dalp.repo', :'dalp_repo', false) IS NOT NULL AS ok \gset
+SELECT set_config('dalp.url', :'dalp_url', false) IS NOT NULL AS ok \gset
+
+-- The SQLSTATE and message a statement fails with, or 'ok'.
+CREATE OR REPLACE FUNCTION pg_temp.sqlstate_of(stmt text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE stmt;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+-- Number of API requests the simulator logged since the last clear.
+CREATE OR REPLACE FUNCTION pg_temp.sim_requests() RETURNS int
+LANGUAGE sql AS $$ SELECT pg_temp.sim('log --count')::int $$;
+
+RESET client_min_messages;
+\set QUIET off
+\set ECHO all
