@@ -22,44 +22,44 @@ SELECT count(*) FROM dalp.tokens WHERE address = '0x0000000000000000000000000000
 CREATE SERVER once FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url :'dalp_url', max_retries '0');
 CREATE USER MAPPING FOR CURRENT_USER SERVER once OPTIONS (api_key :'dalp_key');
 CREATE FOREIGN TABLE once_factories (name text) SERVER once OPTIONS (resource 'factories');
-SELECT * FROM pg_temp.sim($$faults '{"every": {"400": 1}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"400": 1}}');
 SELECT * FROM once_factories;
-SELECT * FROM pg_temp.sim($$faults '{"every": {"403": 1}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"403": 1}}');
 SELECT * FROM once_factories;
 SELECT pg_temp.sqlstate_of('SELECT * FROM once_factories') LIKE '42501:%' AS insufficient_privilege;
-SELECT * FROM pg_temp.sim($$faults '{"every": {"422": 1}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"422": 1}}');
 SELECT * FROM once_factories;
-SELECT * FROM pg_temp.sim($$faults '{"every": {"429": 1}, "retry_after": 0}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"429": 1}, "retry_after": 0}');
 SELECT * FROM once_factories;
 SELECT pg_temp.sqlstate_of('SELECT * FROM once_factories') LIKE '53400:%' AS limit_exceeded;
-SELECT * FROM pg_temp.sim($$faults '{"every": {"500": 1}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"500": 1}}');
 SELECT * FROM once_factories;
-SELECT * FROM pg_temp.sim($$faults '{"every": {"502": 1}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"502": 1}}');
 SELECT * FROM once_factories;
-SELECT * FROM pg_temp.sim($$faults '{"every": {"503": 1}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"503": 1}}');
 SELECT * FROM once_factories;
 SELECT pg_temp.sqlstate_of('SELECT * FROM once_factories') LIKE '08006:%' OR
        pg_temp.sqlstate_of('SELECT * FROM once_factories') LIKE 'HV00N:%' AS connection_failure;
-SELECT * FROM pg_temp.sim($$faults '{"every": {"504": 1}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"504": 1}}');
 SELECT * FROM once_factories;
 
 -- answers that are not what the contract promises
-SELECT * FROM pg_temp.sim($$faults '{"every": {"malformed": 1}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"malformed": 1}}');
 SELECT * FROM once_factories;
-SELECT * FROM pg_temp.sim($$faults '{"every": {"html": 1}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"html": 1}}');
 SELECT * FROM once_factories;
-SELECT * FROM pg_temp.sim($$faults '{"every": {"wrongshape": 1}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"wrongshape": 1}}');
 SELECT * FROM once_factories;
 
 -- with the faults gone the same session reads normally
-SELECT * FROM pg_temp.sim($$faults '{}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{}');
 SELECT count(*) > 0 AS reads_again FROM once_factories;
 
 -- the retries of the default server absorb a transient 503 (every second
 -- request fails: the second query's first attempt)
 SELECT count(*) AS nfactories FROM dalp.factories \gset
-SELECT * FROM pg_temp.sim($$faults '{"every": {"503": 2}}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{"every": {"503": 2}}');
 SELECT count(*) = :nfactories AS same_rows FROM dalp.factories;
 SELECT count(*) = :nfactories AS same_rows FROM dalp.factories;
-SELECT * FROM pg_temp.sim($$faults '{}'$$) WHERE false;
+SELECT pg_temp.sim_faults('{}');
 DROP SERVER once CASCADE;

@@ -36,14 +36,14 @@ SELECT t.symbol, p.events = (t.tr->>'events')::bigint AS events_match,
  ORDER BY t.symbol;
 
 -- one request per page, never a page more than needed, no page cap
-ALTER SERVER sim OPTIONS (SET page_size '50');
+ALTER SERVER sim OPTIONS (SET page_size '20');
 SELECT count(*) AS lines FROM pg_temp.sim('clear');
 SELECT count(*) AS events FROM dalp.events WHERE token_address = :'acb';
-SELECT pg_temp.sim_requests() = ceil((tr->>'events')::numeric / 50) AS one_request_per_page,
+SELECT pg_temp.sim_requests() = ceil((tr->>'events')::numeric / 20) AS one_request_per_page,
        pg_temp.sim_requests() > 10 AS many_pages
   FROM truth WHERE symbol = 'ACB30';
 SELECT page_limit, count(*) AS requests,
-       count(DISTINCT page_offset) = count(*) AS each_offset_once
+       count(DISTINCT coalesce(page_offset, '0')) = count(*) AS each_offset_once
   FROM (SELECT l->'query'->>'page[limit]' AS page_limit, l->'query'->>'page[offset]' AS page_offset
           FROM pg_temp.sim('log') s(line), jsonb_array_elements(s.line::jsonb) l) q
  GROUP BY page_limit;

@@ -17,17 +17,17 @@
 
 #define NAME_OPS	(DALP_OP_EQ | DALP_OP_NE | DALP_OP_ILIKE | DALP_OP_IN)
 #define RAW_COLUMN	{"raw", JSONBOID, DALP_VALUE_RAW, NULL, NULL, 0, NULL}
-#define TOKEN_COLUMN {"token_address", TEXTOID, DALP_VALUE_TOKEN, NULL, NULL, 0, NULL}
+#define TOKEN_COLUMN {"token_address", TEXTOID, DALP_VALUE_TOKEN, NULL, NULL, 0, NULL, true}
 
 static const DalpColumnDef token_columns[] = {
-	{"address", TEXTOID, DALP_VALUE_PATH, "id", NULL, 0, NULL},
+	{"address", TEXTOID, DALP_VALUE_PATH, "id", NULL, 0, NULL, true},
 	{"name", TEXTOID, DALP_VALUE_PATH, "name", "name", NAME_OPS, "name"},
 	{"symbol", TEXTOID, DALP_VALUE_PATH, "symbol", "symbol", NAME_OPS, "symbol"},
 	{"decimals", INT4OID, DALP_VALUE_PATH, "decimals", NULL, 0, NULL},
 	{"type", TEXTOID, DALP_VALUE_PATH, "type", "type",
-	DALP_OP_EQ | DALP_OP_NE | DALP_OP_IN, NULL},
+	DALP_OP_EQ | DALP_OP_NE | DALP_OP_IN, NULL, false, true},
 	{"factory_address", TEXTOID, DALP_VALUE_PATH, "tokenFactory.id",
-	"tokenFactory", DALP_OP_EQ | DALP_OP_IN, NULL},
+	"tokenFactory", DALP_OP_EQ | DALP_OP_IN, NULL, true},
 	{"total_supply", NUMERICOID, DALP_VALUE_PATH, "totalSupply", NULL, 0, NULL},
 	{"total_supply_exact", NUMERICOID, DALP_VALUE_PATH, "totalSupplyExact",
 	NULL, 0, NULL},
@@ -42,7 +42,7 @@ static const DalpColumnDef token_columns[] = {
 
 static const DalpColumnDef holder_columns[] = {
 	TOKEN_COLUMN,
-	{"account", TEXTOID, DALP_VALUE_PATH, "account.id", NULL, 0, NULL},
+	{"account", TEXTOID, DALP_VALUE_PATH, "account.id", NULL, 0, NULL, true},
 	{"balance", NUMERICOID, DALP_VALUE_PATH, "value", "value", DALP_OP_RANGE,
 	"value"},
 	{"balance_exact", NUMERICOID, DALP_VALUE_PATH, "valueExact", NULL, 0, NULL},
@@ -59,17 +59,17 @@ static const DalpColumnDef event_columns[] = {
 	TOKEN_COLUMN,
 	{"id", TEXTOID, DALP_VALUE_PATH, "id", NULL, 0, NULL},
 	{"event_name", TEXTOID, DALP_VALUE_PATH, "eventName", "eventName",
-	DALP_OP_EQ | DALP_OP_NE | DALP_OP_IN | DALP_OP_NOT_IN, NULL},
+	DALP_OP_EQ | DALP_OP_NE | DALP_OP_IN | DALP_OP_NOT_IN, NULL, false, true},
 	{"block_number", INT8OID, DALP_VALUE_PATH, "blockNumber", NULL, 0,
 	"blockNumber"},
 	{"block_timestamp", TIMESTAMPTZOID, DALP_VALUE_PATH, "blockTimestamp",
 	"blockTimestamp", DALP_OP_RANGE, "blockTimestamp"},
 	{"transaction_hash", TEXTOID, DALP_VALUE_PATH, "transactionHash",
-	"transactionHash", DALP_OP_EQ, NULL},
+	"transactionHash", DALP_OP_EQ, NULL, true},
 	{"tx_index", INT4OID, DALP_VALUE_PATH, "txIndex", NULL, 0, NULL},
 	{"emitter", TEXTOID, DALP_VALUE_PATH, "emitter.id", NULL, 0, NULL},
 	{"sender", TEXTOID, DALP_VALUE_PATH, "sender.id", "senderAddress",
-	DALP_OP_EQ | DALP_OP_IN, NULL},
+	DALP_OP_EQ | DALP_OP_IN, NULL, true},
 	{"from_address", TEXTOID, DALP_VALUE_PATH, "values.from", NULL, 0, NULL},
 	{"to_address", TEXTOID, DALP_VALUE_PATH, "values.to", NULL, 0, NULL},
 	{"account", TEXTOID, DALP_VALUE_PATH,
@@ -77,7 +77,7 @@ static const DalpColumnDef event_columns[] = {
 	{"amount", NUMERICOID, DALP_VALUE_PATH, "values.amount", NULL, 0, NULL},
 	{"values", JSONBOID, DALP_VALUE_NAMED_VALUES, "values", NULL, 0, NULL},
 	{"involves_address", TEXTOID, DALP_VALUE_SEARCH_ECHO, NULL,
-	"accountAddress", DALP_OP_EQ | DALP_OP_IN, NULL},
+	"accountAddress", DALP_OP_EQ | DALP_OP_IN, NULL, true},
 	RAW_COLUMN
 };
 
@@ -178,28 +178,28 @@ static const DalpColumnDef health_snapshot_columns[] = {
  */
 static const DalpResourceDef resource_defs[] = {
 	{"tokens", "/tokens", true, NULL, "/tokens/{key}", "address", true,
-	"createdAt", "id", COLUMNS(token_columns)},
+	"createdAt", "id", {NULL, NULL}, COLUMNS(token_columns)},
 	{"holders", "/tokens/{token}/holders", true, NULL,
 		"/tokens/{token}/holder-balances?holderAddress={key}", "account", false,
-	NULL, "account.id", COLUMNS(holder_columns)},
+	NULL, "account.id", {NULL, NULL}, COLUMNS(holder_columns)},
 	{"events", "/tokens/{token}/events", true, NULL, NULL, NULL, false,
-	"blockTimestamp", "id", COLUMNS(event_columns)},
+	"blockTimestamp", "id", {"block_number", "tx_index"}, COLUMNS(event_columns)},
 	{"factories", "/system/factories", true, NULL, NULL, NULL, false,
-	NULL, "id", COLUMNS(factory_columns)},
+	NULL, "id", {NULL, NULL}, COLUMNS(factory_columns)},
 	{"token_features", "/tokens/{token}/features", true, NULL, NULL, NULL,
-	false, NULL, NULL, COLUMNS(feature_columns)},
+	false, NULL, NULL, {NULL, NULL}, COLUMNS(feature_columns)},
 	{"token_metadata", "/tokens/{token}/metadata", true, NULL, NULL, NULL,
-	false, NULL, NULL, COLUMNS(metadata_columns)},
+	false, NULL, NULL, {NULL, NULL}, COLUMNS(metadata_columns)},
 	{"compliance_modules", "/tokens/{token}/compliance-modules", true, NULL,
-	NULL, NULL, false, NULL, NULL, COLUMNS(compliance_columns)},
+	NULL, NULL, false, NULL, NULL, {NULL, NULL}, COLUMNS(compliance_columns)},
 	{"transfer_approvals", "/tokens/{token}/transfer-approvals", true, NULL,
-	NULL, NULL, false, NULL, "id", COLUMNS(approval_columns)},
+	NULL, NULL, false, NULL, "id", {NULL, NULL}, COLUMNS(approval_columns)},
 	{"asset_class_definitions", "/settings/asset-class-definitions", true,
-	NULL, NULL, NULL, false, NULL, "id", COLUMNS(asset_class_columns)},
+	NULL, NULL, NULL, false, NULL, "id", {NULL, NULL}, COLUMNS(asset_class_columns)},
 	{"health_services", "/blockchain-monitoring/health-metrics/summary", false,
-	"services", NULL, NULL, false, NULL, NULL, COLUMNS(health_service_columns)},
+	"services", NULL, NULL, false, NULL, NULL, {NULL, NULL}, COLUMNS(health_service_columns)},
 	{"health_snapshots", "/blockchain-monitoring/health-snapshots", true, NULL,
-	NULL, NULL, false, NULL, NULL, COLUMNS(health_snapshot_columns)},
+	NULL, NULL, false, NULL, NULL, {NULL, NULL}, COLUMNS(health_snapshot_columns)},
 };
 
 const int	dalp_nresources = lengthof(resource_defs);

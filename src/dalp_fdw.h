@@ -66,6 +66,9 @@ typedef struct DalpColumnDef
 	const char *filter;			/* API filter field, or NULL */
 	int			ops;			/* DALP_OP_* the API accepts on it */
 	const char *sort;			/* API sort field, or NULL */
+	bool		case_insensitive;	/* the API compares it ignoring case
+									 * (addresses, hashes) */
+	bool		facet;			/* meta.facets counts it */
 } DalpColumnDef;
 
 typedef struct DalpResourceDef
@@ -84,6 +87,8 @@ typedef struct DalpResourceDef
 								 * in which new items land on the last page */
 	const char *id_field;		/* item field used to drop duplicates at page
 								 * boundaries, or NULL */
+	const char *sort_ties[2];	/* columns the API breaks sort ties by, in
+								 * order (the sort column itself skipped) */
 	const DalpColumnDef *columns;
 	int			ncolumns;
 } DalpResourceDef;
@@ -231,6 +236,8 @@ extern void dalp_page_parse(DalpPage *page, const DalpHttpResult *res,
 							const DalpResourceDef *resdef, bool single,
 							const char *display_path);
 extern void dalp_page_release(DalpPage *page);
+extern bool dalp_page_facets(DalpPage *page, const char *field,
+							 List **pairs);
 extern const char *dalp_page_item_id(DalpPage *page, int index,
 									 List *id_path);
 extern void dalp_page_item_to_datums(DalpPage *page, int index,
@@ -272,15 +279,33 @@ typedef struct DalpCond
 	const DalpColumnDef *column;
 	DalpCondRole role;
 	int			op;				/* one DALP_OP_* bit */
+	bool		exact;			/* the API evaluates it exactly as SQL */
 } DalpCond;
+
+/* What a foreign scan returns. */
+typedef enum DalpScanMode
+{
+	DALP_MODE_ROWS,				/* the items */
+	DALP_MODE_COUNT,			/* count(*) from meta.total */
+	DALP_MODE_FACETS			/* (value, count(*)) from meta.facets */
+} DalpScanMode;
+
+/* Which of LIMIT and OFFSET follow the condition values in fdw_exprs. */
+#define DALP_LIMIT_COUNT	0x01
+#define DALP_LIMIT_OFFSET	0x02
 
 /* Indexes into ForeignScan.fdw_private (a List). */
 enum DalpScanPrivateIndex
 {
 	DALP_PRIVATE_RESOURCE,		/* String: resource name */
-	DALP_PRIVATE_CONDS,			/* List of (colname, role, op) triples */
-	DALP_PRIVATE_ATTRS,			/* IntList of attnums the query reads */
-	DALP_PRIVATE_SORT			/* String: sort parameter, or "" for none */
+	DALP_PRIVATE_CONDS,			/* List of (colname, role, op, exact) */
+	DALP_PRIVATE_ATTRS,			/* IntList: base attnums to decode, in scan
+								 * tuple order (0: not a column) */
+	DALP_PRIVATE_SORT,			/* String: sort parameter, or "" for none */
+	DALP_PRIVATE_MODE,			/* Integer: DalpScanMode */
+	DALP_PRIVATE_RELID,			/* Integer: the foreign table's OID */
+	DALP_PRIVATE_FACET,			/* String: facet field, or "" */
+	DALP_PRIVATE_LIMIT			/* Integer: DALP_LIMIT_* flags */
 };
 
 extern void dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
@@ -293,13 +318,30 @@ extern ForeignScan *dalp_get_foreign_plan(PlannerInfo *root,
 										  ForeignPath *best_path,
 										  List *tlist, List *scan_clauses,
 										  Plan *outer_plan);
+extern void dalp_get_foreign_upper_paths(PlannerInfo *root,
+										 UpperRelationKind stage,
+										 RelOptInfo *input_rel,
+										 RelOptInfo *output_rel,
+										 void *extra);
 extern List *dalp_conds_from_private(const DalpResourceDef *res,
 									 List *private_conds);
 extern const char *dalp_op_name(int op);
-extern char *dalp_value_to_api_text(Datum value, Oid typid, bool *ok);
+extern char *dalp_value_to_api_text(Datum value, Oid typid);
+extern bool dalp_collation_is_c(Oid collation);
 extern DalpColumnBinding *dalp_make_bindings(Relation rel,
 											 const DalpResourceDef *res,
-											 List *attnums, int *nbindings);
+											 List *attnums, List *positions,
+											 int *nbindings);
+
+/* scan.c: requests shared with planning (remote estimates) */
+extern bool dalp_cond_constant_filters(const DalpResourceDef *res,
+									   List *conds, List *values,
+									   const char *table_token,
+									   List **token_values, char **filters);
+extern char *dalp_build_count_path(const DalpResourceDef *res,
+								   const char *token, const char *filters);
+extern int64 dalp_fetch_total(const DalpConnConfig *conf, const char *path,
+							  const char *facet_field, List **facets);
 
 /* ----------------------------------------------------------------
  * IMPORT FOREIGN SCHEMA (import.c)

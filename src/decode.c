@@ -546,6 +546,39 @@ convert_value(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 	return InputFunctionCall(&b->infunc, (char *) text, b->typioparam, b->typmod);
 }
 
+/*
+ * meta.facets.<field> as a List of (String value, Integer count) pairs;
+ * false when the response has no counts for that field.
+ */
+bool
+dalp_page_facets(DalpPage *page, const char *field, List **pairs)
+{
+	json_object *meta;
+	json_object *facets;
+	json_object *list;
+	size_t		n;
+
+	*pairs = NIL;
+	if (!json_object_object_get_ex((json_object *) page->root, "meta", &meta) ||
+		!json_object_object_get_ex(meta, "facets", &facets) ||
+		!json_object_object_get_ex(facets, field, &list) ||
+		json_object_get_type(list) != json_type_array)
+		return false;
+	n = json_object_array_length(list);
+	for (size_t i = 0; i < n; i++)
+	{
+		json_object *entry = json_object_array_get_idx(list, i);
+		const char *value = json_string_field(entry, "value");
+		json_object *count;
+
+		if (value == NULL || !json_object_object_get_ex(entry, "count", &count))
+			raise_bad_shape(page, "a facet entry lacks \"value\" or \"count\"");
+		*pairs = lappend(*pairs, list_make2(makeString(pstrdup(value)),
+											makeInteger((int) json_object_get_int64(count))));
+	}
+	return true;
+}
+
 /* The item's dedupe key (a dotted path), or NULL. */
 const char *
 dalp_page_item_id(DalpPage *page, int index, List *id_path)

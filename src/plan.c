@@ -1,13 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * plan.c
- *		  Planning of DALP foreign scans: which conditions go to the API,
- *		  costing, and the plan's private data.
+ *		  Planning of DALP foreign scans: which conditions, sort, limit and
+ *		  aggregates go to the API, parameterized paths for joins, costing.
  *
- * Every condition stays in the plan as a local filter too, so what the API
- * is sent only narrows the rows fetched: the API may compare addresses
- * case-insensitively, or match a superset (iLike for LIKE), and the local
- * recheck keeps the result exactly what PostgreSQL would compute.
+ * A condition is "exact" when the API evaluates it exactly as PostgreSQL
+ * would (dalp_cond_values() in scan.c normalizes values so that this holds
+ * for every value, e.g. a mixed-case address matches nothing, as it would
+ * against DALP's lowercase data).  Exact conditions are removed from the
+ * local filter; the others (LIKE sent as the API's iLike, a list the API
+ * cannot take) stay as local filters.  LIMIT, OFFSET and aggregates are
+ * pushed only when no local filter remains.
  *
  *-------------------------------------------------------------------------
  */
@@ -16,41 +19,73 @@
 #include <math.h>
 
 #include "access/table.h"
+#include "catalog/pg_aggregate.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "foreign/fdwapi.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/clauses.h"
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
+#include "optimizer/tlist.h"
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/lsyscache.h"
+#include "utils/pg_locale.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 /* Default row counts when the API is not asked (use_remote_estimate off). */
 #define DEFAULT_ROWS_PER_TOKEN		1000.0
 #define DEFAULT_ROWS_COLLECTION		50.0
 #define DEFAULT_TOKEN_COUNT			20.0
 
-/* Planner state kept in baserel->fdw_private. */
+/* count(*) */
+#define COUNT_STAR_OID				2803
+
+/* Planner state of a base relation, in baserel->fdw_private. */
 typedef struct DalpRelInfo
 {
 	const DalpResourceDef *res;
+	Oid			relid;
+	Oid			userid;			/* whose user mapping a remote estimate uses */
 	char	   *table_token;	/* token_address table option, or NULL */
 	DalpConnConfig conf;
-	List	   *conds;			/* DalpCond * */
+	List	   *conds;			/* DalpCond * of baserestrictinfo */
 	List	   *cond_values;	/* Expr *, parallel to conds */
+	List	   *local_clauses;	/* RestrictInfos not pushed exactly */
+	List	   *filter_clauses; /* RestrictInfos that narrow the rows of a
+								 * token (all but the token path) */
 	List	   *attnums;		/* attributes the query reads */
-	bool		pinned;			/* a token is known (option or condition) */
+	bool		single_stream;	/* one token (or none needed): one ordered
+								 * stream of rows */
 	bool		item;			/* a single-item lookup */
+	double		remote_rows;	/* rows the API is expected to return */
 } DalpRelInfo;
+
+/* An upper relation we may push down, in output_rel->fdw_private. */
+typedef struct DalpUpperInfo
+{
+	UpperRelationKind stage;
+	RelOptInfo *baserel;
+} DalpUpperInfo;
+
+/* What an upper path computes: its ForeignPath's fdw_private. */
+enum DalpUpperPrivateIndex
+{
+	DALP_UPPER_MODE,			/* Integer: DalpScanMode */
+	DALP_UPPER_SORT,			/* String: sort parameter or "" */
+	DALP_UPPER_FACET			/* String: facet field or "" */
+};
 
 const char *
 dalp_op_name(int op)
@@ -101,15 +136,20 @@ op_from_sql_name(const char *name)
 }
 
 /*
- * A value the executor can compute before the scan starts: no Var, nothing
- * volatile, no subplan.  Constants, $n parameters and stable expressions
- * such as now() - interval '1 day' all qualify.
+ * A value the executor can compute before the scan starts: nothing of this
+ * relation, nothing volatile, no subplan.  Constants, $n parameters, stable
+ * expressions such as now() - interval '1 day', and (for a parameterized
+ * path) columns of the outer side of a nested loop all qualify.
  */
 static bool
-is_pushable_value(Expr *expr)
+is_pushable_value(Expr *expr, RelOptInfo *baserel, bool allow_outer)
 {
-	return !contain_var_clause((Node *) expr) &&
-		!contain_volatile_functions((Node *) expr) &&
+	Relids		varnos = pull_varnos(NULL, (Node *) expr);
+
+	if (bms_is_member(baserel->relid, varnos) ||
+		(!allow_outer && !bms_is_empty(varnos)))
+		return false;
+	return !contain_volatile_functions((Node *) expr) &&
 		!contain_subplans((Node *) expr) &&
 		!contain_agg_clause((Node *) expr) &&
 		!contain_window_function((Node *) expr);
@@ -117,11 +157,9 @@ is_pushable_value(Expr *expr)
 
 /* The catalog column of a plain Var of this relation, or NULL. */
 static const DalpColumnDef *
-column_of_var(Expr *expr, RelOptInfo *baserel, Oid relid,
-			  const DalpResourceDef *res)
+column_of_var(Expr *expr, RelOptInfo *baserel, DalpRelInfo *info)
 {
 	Var		   *var;
-	char	   *attname;
 
 	while (IsA(expr, RelabelType))
 		expr = ((RelabelType *) expr)->arg;
@@ -132,15 +170,15 @@ column_of_var(Expr *expr, RelOptInfo *baserel, Oid relid,
 		var->varattno <= 0)
 		return NULL;
 	/* a json_path option remaps the column: the catalog's filter no longer applies */
-	if (dalp_column_json_path(relid, var->varattno) != NULL)
+	if (dalp_column_json_path(info->relid, var->varattno) != NULL)
 		return NULL;
-	attname = get_attname(relid, var->varattno, false);
-	return dalp_column_lookup(res, attname);
+	return dalp_column_lookup(info->res,
+							  get_attname(info->relid, var->varattno, false));
 }
 
 /* Only built-in operators: a user-defined "=" may mean anything. */
 static int
-pushable_operator(Oid opno, bool commuted)
+pushable_operator(Oid opno, bool commuted, const char **sqlname)
 {
 	if (opno >= FirstNormalObjectId)
 		return 0;
@@ -150,7 +188,8 @@ pushable_operator(Oid opno, bool commuted)
 		if (!OidIsValid(opno))
 			return 0;
 	}
-	return op_from_sql_name(get_opname(opno));
+	*sqlname = get_opname(opno);
+	return op_from_sql_name(*sqlname);
 }
 
 static DalpCondRole
@@ -168,8 +207,8 @@ role_for(const DalpResourceDef *res, const DalpColumnDef *col, int op)
 
 /*
  * Does the API take this (column, operator)?  The token path and search
- * keys are always sent (they select what exists at all); filters only when
- * dalp_fdw.pushdown is on.
+ * keys are always sent (they select what exists at all); filters and item
+ * lookups only when dalp_fdw.pushdown is on.
  */
 static bool
 column_accepts(const DalpResourceDef *res, const DalpColumnDef *col, int op)
@@ -189,111 +228,227 @@ column_accepts(const DalpResourceDef *res, const DalpColumnDef *col, int op)
 	return false;
 }
 
-static void
-add_cond(DalpRelInfo *info, const DalpColumnDef *col, int op, Expr *value)
+/* A constant list short enough for one request. */
+static bool
+in_list_fits(Expr *values)
 {
-	DalpCond   *cond = palloc(sizeof(DalpCond));
-
-	cond->column = col;
-	cond->op = op;
-	cond->role = role_for(info->res, col, op);
-	info->conds = lappend(info->conds, cond);
-	info->cond_values = lappend(info->cond_values, value);
-	if (cond->role == DALP_COND_TOKEN)
-		info->pinned = true;
-	if (cond->role == DALP_COND_ITEM)
-		info->item = true;
+	return IsA(values, Const) && !((Const *) values)->constisnull &&
+		ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(((Const *) values)->constvalue)),
+					   ARR_DIMS(DatumGetArrayTypeP(((Const *) values)->constvalue))) <= DALP_MAX_IN_VALUES;
 }
 
-/* Record what a restriction clause lets us send; the clause stays local. */
-static void
-classify_clause(RelOptInfo *baserel, Oid relid, DalpRelInfo *info,
-				Expr *clause)
+/*
+ * Can an IN list be sent exactly whatever its values?  Lists are
+ * comma-separated and capped at DALP_MAX_IN_VALUES, so only a constant
+ * list known to fit, or a list of values that cannot contain a comma
+ * (addresses, hashes, identifiers), qualifies.
+ */
+static bool
+in_list_is_exact(const DalpColumnDef *col, int op, Expr *values)
 {
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (col->kind == DALP_VALUE_TOKEN)
+		return true;			/* token fan-out: one path per value */
+	/* addresses cannot hold commas; long lists are split into requests */
+	if (col->case_insensitive && op == DALP_OP_IN)
+		return true;
+	if (!in_list_fits(values))
+		return false;
+	arr = DatumGetArrayTypeP(((Const *) values)->constvalue);
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i] && strchr(TextDatumGetCString(elems[i]), ',') != NULL)
+			return false;
+	return true;
+}
+
+/*
+ * Classify one restriction clause.  Returns the condition to send (and its
+ * value expression in *value), or NULL when the clause stays local.
+ */
+static DalpCond *
+classify_clause(RelOptInfo *baserel, DalpRelInfo *info, Expr *clause,
+				bool allow_outer, Expr **value)
+{
+	const DalpColumnDef *col = NULL;
+	DalpCond   *cond;
+	int			apiop = 0;
+	bool		exact = true;
+
 	if (IsA(clause, OpExpr) && list_length(((OpExpr *) clause)->args) == 2)
 	{
 		OpExpr	   *op = (OpExpr *) clause;
 		Expr	   *left = linitial(op->args);
 		Expr	   *right = lsecond(op->args);
-		const DalpColumnDef *col;
 		bool		commuted = false;
-		int			apiop;
+		const char *sqlname = NULL;
 
-		col = column_of_var(left, baserel, relid, info->res);
+		col = column_of_var(left, baserel, info);
 		if (col == NULL)
 		{
-			col = column_of_var(right, baserel, relid, info->res);
+			col = column_of_var(right, baserel, info);
 			right = left;
 			commuted = true;
 		}
-		if (col == NULL || !is_pushable_value(right) ||
+		if (col == NULL || !is_pushable_value(right, baserel, allow_outer) ||
 			exprType((Node *) right) != col->typid)
-			return;
-		apiop = pushable_operator(op->opno, commuted);
-		/* LIKE patterns with an escape are not the API's iLike */
-		if (apiop == DALP_OP_ILIKE &&
-			(commuted || !IsA(right, Const) ||
-			 strchr(TextDatumGetCString(((Const *) right)->constvalue), '\\')))
-			return;
-		if (apiop != 0 && column_accepts(info->res, col, apiop))
-			add_cond(info, col, apiop, right);
+			return NULL;
+		apiop = pushable_operator(op->opno, commuted, &sqlname);
+		if (apiop == DALP_OP_ILIKE)
+		{
+			/* the API's iLike knows % and _ but no escapes */
+			if (commuted || !IsA(right, Const) || ((Const *) right)->constisnull ||
+				strchr(TextDatumGetCString(((Const *) right)->constvalue), '\\'))
+				return NULL;
+			/* LIKE is case-sensitive: iLike fetches a superset */
+			exact = strcmp(sqlname, "~~*") == 0;
+		}
+		*value = right;
 	}
 	else if (IsA(clause, ScalarArrayOpExpr))
 	{
 		ScalarArrayOpExpr *saop = (ScalarArrayOpExpr *) clause;
-		const DalpColumnDef *col;
 		Expr	   *values = lsecond(saop->args);
-		int			sqlop = pushable_operator(saop->opno, false);
-		int			apiop;
+		const char *sqlname = NULL;
+		int			sqlop = pushable_operator(saop->opno, false, &sqlname);
 
-		col = column_of_var(linitial(saop->args), baserel, relid, info->res);
-		if (col == NULL || !is_pushable_value(values) ||
+		col = column_of_var(linitial(saop->args), baserel, info);
+		if (col == NULL || !is_pushable_value(values, baserel, allow_outer) ||
 			get_element_type(exprType((Node *) values)) != col->typid)
-			return;
+			return NULL;
 		if (saop->useOr && sqlop == DALP_OP_EQ)
 			apiop = DALP_OP_IN;
 		else if (!saop->useOr && sqlop == DALP_OP_NE)
 			apiop = DALP_OP_NOT_IN;
 		else
-			return;
-		if (column_accepts(info->res, col, apiop))
-			add_cond(info, col, apiop, values);
+			return NULL;
+		exact = in_list_is_exact(col, apiop, values);
+		*value = values;
 	}
-	else if (IsA(clause, Var) || IsA(clause, BoolExpr))
+	else if (IsA(clause, Var) ||
+			 (IsA(clause, BoolExpr) && ((BoolExpr *) clause)->boolop == NOT_EXPR))
 	{
 		/* "WHERE is_frozen" and "WHERE NOT is_frozen" */
-		bool		negated = IsA(clause, BoolExpr) &&
-			((BoolExpr *) clause)->boolop == NOT_EXPR;
+		bool		negated = IsA(clause, BoolExpr);
 		Expr	   *arg = negated ? linitial(((BoolExpr *) clause)->args) : clause;
-		const DalpColumnDef *col;
 
-		if (IsA(clause, BoolExpr) && !negated)
-			return;
-		col = column_of_var(arg, baserel, relid, info->res);
-		if (col && col->typid == BOOLOID && column_accepts(info->res, col, DALP_OP_EQ))
-			add_cond(info, col, DALP_OP_EQ,
-					 (Expr *) makeBoolConst(!negated, false));
+		col = column_of_var(arg, baserel, info);
+		if (col == NULL || col->typid != BOOLOID)
+			return NULL;
+		apiop = DALP_OP_EQ;
+		*value = (Expr *) makeBoolConst(!negated, false);
 	}
+	if (col == NULL || apiop == 0 || !column_accepts(info->res, col, apiop))
+		return NULL;
+
+	cond = palloc(sizeof(DalpCond));
+	cond->column = col;
+	cond->op = apiop;
+	cond->role = role_for(info->res, col, apiop);
+	cond->exact = exact;
+	return cond;
 }
 
 /*
- * Bind the relation's columns (those in attnums) to the catalog: by name,
- * or by a json_path column option.  A column that is neither is an error
- * here, at the first query, naming the valid names.
+ * Classify a list of RestrictInfos: the conditions to send, their values,
+ * and the clauses left to check locally.
+ */
+static void
+classify_clauses(RelOptInfo *baserel, DalpRelInfo *info, List *clauses,
+				 bool allow_outer, List **conds, List **values,
+				 List **local, List **filters)
+{
+	ListCell   *lc;
+
+	*conds = *values = *local = *filters = NIL;
+	foreach(lc, clauses)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		Expr	   *value = NULL;
+		DalpCond   *cond = NULL;
+
+		if (!rinfo->pseudoconstant)
+			cond = classify_clause(baserel, info, rinfo->clause, allow_outer,
+								   &value);
+		if (cond)
+		{
+			*conds = lappend(*conds, cond);
+			*values = lappend(*values, value);
+		}
+		if (cond == NULL || !cond->exact)
+			*local = lappend(*local, rinfo);
+		if (cond == NULL || cond->role != DALP_COND_TOKEN)
+			*filters = lappend(*filters, rinfo);
+	}
+}
+
+/* Does this list pin the scan to exactly one token? */
+static bool
+pins_one_token(List *conds)
+{
+	ListCell   *lc;
+
+	foreach(lc, conds)
+	{
+		DalpCond   *cond = (DalpCond *) lfirst(lc);
+
+		if (cond->role == DALP_COND_TOKEN && cond->op == DALP_OP_EQ)
+			return true;
+	}
+	return false;
+}
+
+/* Could an IN list be split into several requests (several streams)? */
+static bool
+may_split(List *conds, List *values)
+{
+	ListCell   *lc;
+	ListCell   *lv;
+
+	forboth(lc, conds, lv, values)
+	{
+		DalpCond   *cond = (DalpCond *) lfirst(lc);
+
+		if (cond->role == DALP_COND_FILTER && cond->op == DALP_OP_IN &&
+			!in_list_fits((Expr *) lfirst(lv)))
+			return true;
+	}
+	return false;
+}
+
+static bool
+has_role(List *conds, DalpCondRole role)
+{
+	ListCell   *lc;
+
+	foreach(lc, conds)
+		if (((DalpCond *) lfirst(lc))->role == role)
+			return true;
+	return false;
+}
+
+/*
+ * Bind columns to the catalog: attnums[i] of rel fills slot position
+ * positions[i] (the same attnum when positions is NIL).  A column that is
+ * neither a catalog column nor has a json_path is an error here, at the
+ * first query, naming the valid names.
  */
 DalpColumnBinding *
 dalp_make_bindings(Relation rel, const DalpResourceDef *res, List *attnums,
-				   int *nbindings)
+				   List *positions, int *nbindings)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	DalpColumnBinding *bindings = palloc0(sizeof(DalpColumnBinding) *
 										  Max(list_length(attnums), 1));
-	ListCell   *lc;
 	int			n = 0;
 
-	foreach(lc, attnums)
+	for (int i = 0; i < list_length(attnums); i++)
 	{
-		AttrNumber	attnum = lfirst_int(lc);
+		AttrNumber	attnum = list_nth_int(attnums, i);
 		Form_pg_attribute att = TupleDescAttr(tupdesc, attnum - 1);
 		DalpColumnBinding *b = &bindings[n];
 		char	   *json_path = dalp_column_json_path(RelationGetRelid(rel), attnum);
@@ -302,7 +457,7 @@ dalp_make_bindings(Relation rel, const DalpResourceDef *res, List *attnums,
 
 		if (att->attisdropped)
 			continue;
-		b->attnum = attnum;
+		b->attnum = positions ? list_nth_int(positions, i) : attnum;
 		b->colname = pstrdup(NameStr(att->attname));
 		b->typid = att->atttypid;
 		b->typmod = att->atttypmod;
@@ -357,6 +512,9 @@ used_attnums(RelOptInfo *baserel)
 	foreach(lc, baserel->baserestrictinfo)
 		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause,
 					   baserel->relid, &attrs);
+	foreach(lc, baserel->joininfo)
+		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause,
+					   baserel->relid, &attrs);
 
 	/* a whole-row reference needs every column */
 	if (bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs))
@@ -375,6 +533,32 @@ used_attnums(RelOptInfo *baserel)
 	return result;
 }
 
+/*
+ * meta.total for the constant part of the conditions: one request of
+ * page[limit]=1 (use_remote_estimate).  -1 when it cannot be asked.
+ */
+static double
+remote_estimate(PlannerInfo *root, DalpRelInfo *info)
+{
+	DalpConnConfig conf;
+	List	   *token_values = NIL;
+	char	   *filters;
+	char	   *path;
+	int64		total;
+
+	if (!dalp_cond_constant_filters(info->res, info->conds, info->cond_values,
+									info->table_token, &token_values, &filters))
+		return -1;
+	if (dalp_resource_is_per_token(info->res) && list_length(token_values) != 1)
+		return -1;
+	dalp_get_conn_config(info->conf.serverid, info->userid, &conf);
+	path = dalp_build_count_path(info->res,
+								 token_values ? strVal(linitial(token_values)) : NULL,
+								 filters);
+	total = dalp_fetch_total(&conf, path, NULL, NULL);
+	return total < 0 ? -1 : (double) total;
+}
+
 void
 dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 						  Oid foreigntableid)
@@ -384,101 +568,260 @@ dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 	Relation	rel;
 	int			use_remote_estimate;
 	int			nbindings;
-	ListCell   *lc;
-	double		rows;
+	double		rows = -1;
 
 	baserel->fdw_private = info;
+	info->relid = foreigntableid;
+#if PG_VERSION_NUM >= 160000
+	info->userid = OidIsValid(baserel->userid) ? baserel->userid : GetUserId();
+#else
+	{
+		RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
+
+		info->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+	}
+#endif
 	info->res = dalp_table_resource(foreigntableid, &info->table_token,
 									&use_remote_estimate);
 	dalp_get_server_config(table->serverid, &info->conf);
+	if (use_remote_estimate >= 0)
+		info->conf.use_remote_estimate = use_remote_estimate;
 	info->attnums = used_attnums(baserel);
 
 	/* validate the column mapping now, so a bad table fails at its first query */
 	rel = table_open(foreigntableid, NoLock);
-	(void) dalp_make_bindings(rel, info->res, info->attnums, &nbindings);
+	(void) dalp_make_bindings(rel, info->res, info->attnums, NIL, &nbindings);
 	table_close(rel, NoLock);
 
-	foreach(lc, baserel->baserestrictinfo)
-		classify_clause(baserel, foreigntableid, info,
-						((RestrictInfo *) lfirst(lc))->clause);
-	if (info->table_token)
-		info->pinned = true;
+	classify_clauses(baserel, info, baserel->baserestrictinfo, false,
+					 &info->conds, &info->cond_values, &info->local_clauses,
+					 &info->filter_clauses);
+	info->item = has_role(info->conds, DALP_COND_ITEM);
+	info->single_stream = (!dalp_resource_is_per_token(info->res) ||
+							info->table_token != NULL ||
+							pins_one_token(info->conds)) &&
+		!may_split(info->conds, info->cond_values);
 
-	if (info->item)
-		rows = 1.0;
-	else if (!info->res->is_collection)
-		rows = 2.0;
-	else if (dalp_resource_is_per_token(info->res))
-		rows = DEFAULT_ROWS_PER_TOKEN * (info->pinned ? 1.0 : DEFAULT_TOKEN_COUNT);
-	else
-		rows = DEFAULT_ROWS_COLLECTION;
-
-	baserel->rows = clamp_row_est(rows *
-								  clauselist_selectivity(root,
-														 baserel->baserestrictinfo,
+	if (info->conf.use_remote_estimate && !info->item)
+		rows = remote_estimate(root, info);
+	if (rows < 0)
+	{
+		if (info->item)
+			rows = 1.0;
+		else if (!info->res->is_collection)
+			rows = 2.0;
+		else if (dalp_resource_is_per_token(info->res))
+			rows = DEFAULT_ROWS_PER_TOKEN *
+				(info->single_stream ? 1.0 : DEFAULT_TOKEN_COUNT) *
+				clauselist_selectivity(root, info->filter_clauses, 0,
+									   JOIN_INNER, NULL);
+		else
+			rows = DEFAULT_ROWS_COLLECTION *
+				clauselist_selectivity(root, info->filter_clauses, 0,
+									   JOIN_INNER, NULL);
+	}
+	info->remote_rows = clamp_row_est(rows);
+	baserel->rows = clamp_row_est(info->remote_rows *
+								  clauselist_selectivity(root, info->local_clauses,
 														 0, JOIN_INNER, NULL));
-	baserel->tuples = rows;
+	baserel->tuples = info->remote_rows;
 }
 
 /*
- * Cost: a fixed start, one request per page (plus the token listing of a
- * fan-out), and a per-row decoding cost.
+ * Cost of reading remote_rows in streams: a fixed start, one request per
+ * page (plus the token listing of a fan-out), a per-row decoding cost and
+ * the local filter.
  */
+static void
+estimate_cost(DalpRelInfo *info, RelOptInfo *baserel, double remote_rows,
+			  double streams, Cost *startup, Cost *total)
+{
+	double		pages = Max(ceil(remote_rows / info->conf.page_size), streams);
+
+	*startup = info->conf.fdw_startup_cost + info->conf.fdw_request_cost;
+	*total = *startup + info->conf.fdw_request_cost * (pages - 1) +
+		(info->conf.fdw_tuple_cost + cpu_tuple_cost +
+		 baserel->baserestrictcost.per_tuple) * remote_rows;
+}
+
+/*
+ * The API sort that yields these pathkeys, or NULL.  The first pathkey
+ * picks the sort field and direction; any further ones must be the API's
+ * tie-breakers in order (events: block_number, then tx_index, in the same
+ * direction), so ties come out as PostgreSQL would order them.
+ */
+static char *
+sort_for_pathkeys(RelOptInfo *baserel, DalpRelInfo *info, List *pathkeys)
+{
+	const DalpColumnDef *primary = NULL;
+	bool		descending = false;
+	int			tie = 0;
+	ListCell   *lc;
+
+	foreach(lc, pathkeys)
+	{
+		PathKey    *pk = (PathKey *) lfirst(lc);
+		EquivalenceClass *ec = pk->pk_eclass;
+		const DalpColumnDef *col = NULL;
+		bool		desc = pk->pk_strategy == BTGreaterStrategyNumber;
+		ListCell   *lm;
+
+		if (ec->ec_has_volatile)
+			return NULL;
+		foreach(lm, ec->ec_members)
+		{
+			EquivalenceMember *em = (EquivalenceMember *) lfirst(lm);
+
+			if (bms_equal(em->em_relids, baserel->relids) &&
+				(col = column_of_var(em->em_expr, baserel, info)) != NULL)
+				break;
+		}
+		if (col == NULL || col->sort == NULL ||
+			pk->pk_nulls_first != desc ||
+			pk->pk_opfamily != lookup_type_cache(col->typid,
+												 TYPECACHE_BTREE_OPFAMILY)->btree_opf)
+			return NULL;
+		/* the API orders strings by code point, PostgreSQL by the collation */
+		if (col->typid == TEXTOID && !dalp_collation_is_c(ec->ec_collation))
+			return NULL;
+
+		if (primary == NULL)
+		{
+			primary = col;
+			descending = desc;
+			continue;
+		}
+		if (desc != descending)
+			return NULL;
+		/* skip the primary in the tie chain */
+		while (tie < lengthof(info->res->sort_ties) && info->res->sort_ties[tie] &&
+			   strcmp(info->res->sort_ties[tie], primary->name) == 0)
+			tie++;
+		if (tie >= lengthof(info->res->sort_ties) || info->res->sort_ties[tie] == NULL ||
+			strcmp(info->res->sort_ties[tie], col->name) != 0)
+			return NULL;
+		tie++;
+	}
+	if (primary == NULL)
+		return NULL;
+	return psprintf("%s%s", descending ? "-" : "", primary->sort);
+}
+
+/* Is token_address of this relation one side of an equivalence class? */
+static bool
+ec_member_is_token(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
+				   EquivalenceMember *em, void *arg)
+{
+	DalpRelInfo *info = (DalpRelInfo *) arg;
+	const DalpColumnDef *col = column_of_var(em->em_expr, rel, info);
+
+	return col != NULL && col->kind == DALP_VALUE_TOKEN;
+}
+
+/* Add a path parameterized by the outer side of a join on token_address. */
+static void
+add_token_param_path(PlannerInfo *root, RelOptInfo *baserel, DalpRelInfo *info,
+					 RestrictInfo *rinfo)
+{
+	Relids		required_outer;
+	ParamPathInfo *ppi;
+	Cost		startup;
+	Cost		total;
+	double		rows;
+
+	required_outer = bms_difference(bms_union(rinfo->clause_relids,
+											  baserel->lateral_relids),
+									baserel->relids);
+	if (bms_is_empty(required_outer))
+		return;
+	ppi = get_baserel_parampathinfo(root, baserel, required_outer);
+	rows = info->remote_rows / DEFAULT_TOKEN_COUNT;
+	estimate_cost(info, baserel, rows, 1, &startup, &total);
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL,
+									 clamp_row_est(ppi->ppi_rows),
+									 startup, total, NIL, required_outer,
+									 NULL, NIL));
+}
+
+/* Parameterized paths: a join on token_address reads just the outer tokens. */
+static void
+add_join_paths(PlannerInfo *root, RelOptInfo *baserel, DalpRelInfo *info)
+{
+	List	   *clauses;
+	ListCell   *lc;
+
+	if (!dalp_resource_is_per_token(info->res) || info->single_stream)
+		return;
+
+	clauses = generate_implied_equalities_for_column(root, baserel,
+													 ec_member_is_token,
+													 info,
+													 baserel->lateral_referencers);
+	foreach(lc, baserel->joininfo)
+	{
+		RestrictInfo *rinfo = (RestrictInfo *) lfirst(lc);
+		Expr	   *value;
+		DalpCond   *cond;
+
+		if (!join_clause_is_movable_to(rinfo, baserel))
+			continue;
+		cond = classify_clause(baserel, info, rinfo->clause, true, &value);
+		if (cond && cond->role == DALP_COND_TOKEN && cond->op == DALP_OP_EQ)
+			clauses = lappend(clauses, rinfo);
+	}
+	foreach(lc, clauses)
+		add_token_param_path(root, baserel, info, (RestrictInfo *) lfirst(lc));
+}
+
 void
 dalp_get_foreign_paths(PlannerInfo *root, RelOptInfo *baserel,
 					   Oid foreigntableid)
 {
 	DalpRelInfo *info = (DalpRelInfo *) baserel->fdw_private;
-	double		pages = ceil(Max(baserel->tuples, 1.0) / info->conf.page_size);
+	double		streams = info->single_stream ? 1 : DEFAULT_TOKEN_COUNT + 1;
 	Cost		startup;
 	Cost		total;
+	char	   *sort;
 
-	if (dalp_resource_is_per_token(info->res) && !info->pinned)
-		pages += DEFAULT_TOKEN_COUNT;
-	startup = info->conf.fdw_startup_cost + info->conf.fdw_request_cost;
-	total = startup + info->conf.fdw_request_cost * (pages - 1) +
-		(info->conf.fdw_tuple_cost + cpu_tuple_cost) * baserel->tuples +
-		baserel->baserestrictcost.per_tuple * baserel->tuples;
-
+	estimate_cost(info, baserel, info->remote_rows, streams, &startup, &total);
 	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL,
 													   baserel->rows,
 													   startup, total,
 													   NIL, NULL, NULL,
 													   NIL));
+
+	/* the ORDER BY, when the API can produce it */
+	if (dalp_pushdown_enabled && root->query_pathkeys != NIL &&
+		info->single_stream && info->res->is_collection && !info->item &&
+		(sort = sort_for_pathkeys(baserel, info, root->query_pathkeys)) != NULL)
+		add_path(baserel, (Path *)
+				 create_foreignscan_path(root, baserel, NULL, baserel->rows,
+										 startup, total, root->query_pathkeys,
+										 NULL, NULL,
+										 list_make1(makeString(sort))));
+
+	add_join_paths(root, baserel, info);
 }
 
-ForeignScan *
-dalp_get_foreign_plan(PlannerInfo *root, RelOptInfo *baserel,
-					  Oid foreigntableid, ForeignPath *best_path,
-					  List *tlist, List *scan_clauses, Plan *outer_plan)
+/* Private conditions for fdw_private: (colname, role, op, exact) lists. */
+static List *
+conds_to_private(List *conds)
 {
-	DalpRelInfo *info = (DalpRelInfo *) baserel->fdw_private;
-	List	   *private_conds = NIL;
-	List	   *fdw_private;
+	List	   *result = NIL;
 	ListCell   *lc;
 
-	foreach(lc, info->conds)
+	foreach(lc, conds)
 	{
 		DalpCond   *cond = (DalpCond *) lfirst(lc);
 
-		private_conds = lappend(private_conds,
-								list_make3(makeString(pstrdup(cond->column->name)),
-										   makeInteger(cond->role),
-										   makeInteger(cond->op)));
+		result = lappend(result,
+						 list_make4(makeString(pstrdup(cond->column->name)),
+									makeInteger(cond->role),
+									makeInteger(cond->op),
+									makeBoolean(cond->exact)));
 	}
-	fdw_private = list_make4(makeString(pstrdup(info->res->name)),
-							 private_conds,
-							 info->attnums,
-							 makeString(pstrdup("")));
-
-	/* all clauses are rechecked locally (see the file header) */
-	return make_foreignscan(tlist,
-							extract_actual_clauses(scan_clauses, false),
-							baserel->relid,
-							info->cond_values,
-							fdw_private,
-							NIL, NIL,
-							outer_plan);
+	return result;
 }
 
 /* Rebuild DalpConds from ForeignScan.fdw_private. */
@@ -490,31 +833,313 @@ dalp_conds_from_private(const DalpResourceDef *res, List *private_conds)
 
 	foreach(lc, private_conds)
 	{
-		List	   *triple = (List *) lfirst(lc);
+		List	   *entry = (List *) lfirst(lc);
 		DalpCond   *cond = palloc(sizeof(DalpCond));
 
-		cond->column = dalp_column_lookup(res, strVal(linitial(triple)));
-		cond->role = (DalpCondRole) intVal(lsecond(triple));
-		cond->op = intVal(lthird(triple));
+		cond->column = dalp_column_lookup(res, strVal(linitial(entry)));
+		cond->role = (DalpCondRole) intVal(lsecond(entry));
+		cond->op = intVal(lthird(entry));
+		cond->exact = boolVal(lfourth(entry));
 		Assert(cond->column != NULL);
 		conds = lappend(conds, cond);
 	}
 	return conds;
 }
 
+static ForeignScan *
+make_base_plan(PlannerInfo *root, RelOptInfo *baserel, ForeignPath *best_path,
+			   List *tlist, List *scan_clauses, Plan *outer_plan)
+{
+	DalpRelInfo *info = (DalpRelInfo *) baserel->fdw_private;
+	List	   *conds;
+	List	   *values;
+	List	   *local;
+	List	   *filters;
+	List	   *fdw_private;
+	char	   *sort = "";
+
+	/* scan_clauses include the join clauses of a parameterized path */
+	classify_clauses(baserel, info, scan_clauses, true, &conds, &values, &local,
+					 &filters);
+	if (best_path->fdw_private != NIL)
+		sort = strVal(linitial(best_path->fdw_private));
+
+	fdw_private = list_make5(makeString(pstrdup(info->res->name)),
+							 conds_to_private(conds),
+							 info->attnums,
+							 makeString(sort),
+							 makeInteger(DALP_MODE_ROWS));
+	fdw_private = lappend(fdw_private, makeInteger(info->relid));
+	fdw_private = lappend(fdw_private, makeString(""));
+	fdw_private = lappend(fdw_private, makeInteger(0));
+
+	return make_foreignscan(tlist,
+							extract_actual_clauses(local, false),
+							baserel->relid,
+							values,
+							fdw_private,
+							NIL, NIL,
+							outer_plan);
+}
+
+/* The scan tuple of an upper pushdown: the Vars (and count) the target needs. */
+static List *
+upper_scan_tlist(List *tlist, List **attnums)
+{
+	List	   *vars = pull_var_clause((Node *) tlist, PVC_INCLUDE_AGGREGATES);
+	List	   *scan_tlist = NIL;
+	ListCell   *lc;
+
+	*attnums = NIL;
+	foreach(lc, vars)
+	{
+		Node	   *node = (Node *) lfirst(lc);
+
+		if (tlist_member((Expr *) node, scan_tlist))
+			continue;
+		scan_tlist = lappend(scan_tlist,
+							 makeTargetEntry((Expr *) node,
+											 list_length(scan_tlist) + 1,
+											 NULL, false));
+		*attnums = lappend_int(*attnums,
+							   IsA(node, Var) ? ((Var *) node)->varattno : 0);
+	}
+	return scan_tlist;
+}
+
+static ForeignScan *
+make_upper_plan(PlannerInfo *root, RelOptInfo *upperrel,
+				ForeignPath *best_path, List *tlist, Plan *outer_plan)
+{
+	DalpUpperInfo *uinfo = (DalpUpperInfo *) upperrel->fdw_private;
+	DalpRelInfo *info = (DalpRelInfo *) uinfo->baserel->fdw_private;
+	List	   *path_private = best_path->fdw_private;
+	int			mode = intVal(list_nth(path_private, DALP_UPPER_MODE));
+	List	   *values = list_copy(info->cond_values);
+	List	   *scan_tlist;
+	List	   *attnums;
+	List	   *fdw_private;
+	int			limit_flags = 0;
+
+	scan_tlist = upper_scan_tlist(tlist, &attnums);
+
+	if (mode == DALP_MODE_ROWS)
+	{
+		/* LIMIT and OFFSET values follow the condition values */
+		if (root->parse->limitCount)
+		{
+			values = lappend(values, root->parse->limitCount);
+			limit_flags |= DALP_LIMIT_COUNT;
+		}
+		if (root->parse->limitOffset)
+		{
+			values = lappend(values, root->parse->limitOffset);
+			limit_flags |= DALP_LIMIT_OFFSET;
+		}
+	}
+
+	fdw_private = list_make5(makeString(pstrdup(info->res->name)),
+							 conds_to_private(info->conds),
+							 attnums,
+							 list_nth(path_private, DALP_UPPER_SORT),
+							 makeInteger(mode));
+	fdw_private = lappend(fdw_private, makeInteger(info->relid));
+	fdw_private = lappend(fdw_private, list_nth(path_private, DALP_UPPER_FACET));
+	fdw_private = lappend(fdw_private, makeInteger(limit_flags));
+
+	return make_foreignscan(tlist, NIL, 0, values, fdw_private,
+							scan_tlist, NIL, outer_plan);
+}
+
+ForeignScan *
+dalp_get_foreign_plan(PlannerInfo *root, RelOptInfo *foreignrel,
+					  Oid foreigntableid, ForeignPath *best_path,
+					  List *tlist, List *scan_clauses, Plan *outer_plan)
+{
+	if (IS_UPPER_REL(foreignrel))
+		return make_upper_plan(root, foreignrel, best_path, tlist, outer_plan);
+	return make_base_plan(root, foreignrel, best_path, tlist, scan_clauses,
+						  outer_plan);
+}
+
+/* Can everything about the base relation be left to the API? */
+static bool
+base_fully_pushed(DalpRelInfo *info)
+{
+	return dalp_pushdown_enabled && info->local_clauses == NIL &&
+		info->res->is_collection && !info->item;
+}
+
+/*
+ * count(*), alone or grouped by a facet field, from meta.total or
+ * meta.facets: one request of page[limit]=1 per token.
+ */
+static void
+add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
+				   RelOptInfo *grouped_rel, GroupPathExtraData *extra)
+{
+	DalpRelInfo *info = (DalpRelInfo *) input_rel->fdw_private;
+	Query	   *parse = root->parse;
+	PathTarget *target = grouped_rel->reltarget;
+	const DalpColumnDef *facet = NULL;
+	double		rows = 1;
+	double		streams = info->single_stream ? 1 : DEFAULT_TOKEN_COUNT + 1;
+	ListCell   *lc;
+	Cost		startup;
+	Cost		total;
+
+	if (!base_fully_pushed(info) || parse->groupingSets || parse->hasWindowFuncs ||
+		extra->havingQual != NULL || list_length(parse->groupClause) > 1)
+		return;
+	/* GROUP BY one facet column, of a single stream (facets do not add up) */
+	if (parse->groupClause != NIL)
+	{
+		SortGroupClause *sgc = linitial(parse->groupClause);
+		TargetEntry *tle = get_sortgroupclause_tle(sgc, parse->targetList);
+
+		facet = column_of_var(tle->expr, input_rel, info);
+		if (facet == NULL || !facet->facet || !info->single_stream)
+			return;
+		rows = 10;
+	}
+	foreach(lc, target->exprs)
+	{
+		Expr	   *expr = (Expr *) lfirst(lc);
+
+		if (IsA(expr, Aggref))
+		{
+			Aggref	   *agg = (Aggref *) expr;
+
+			if (agg->aggfnoid != COUNT_STAR_OID || agg->aggfilter ||
+				agg->aggdistinct || agg->aggorder)
+				return;
+		}
+		else if (facet == NULL || column_of_var(expr, input_rel, info) != facet)
+			return;
+	}
+
+	estimate_cost(info, input_rel, streams, streams, &startup, &total);
+	add_path(grouped_rel, (Path *)
+			 create_foreign_upper_path(root, grouped_rel, target, rows,
+									   startup, total, NIL, NULL,
+									   list_make3(makeInteger(facet ? DALP_MODE_FACETS : DALP_MODE_COUNT),
+												  makeString(""),
+												  makeString(facet ? pstrdup(facet->filter) : ""))));
+}
+
+/*
+ * LIMIT/OFFSET as page[limit]/page[offset]: only for a single stream whose
+ * conditions and whole ORDER BY the API takes, so the API's first rows are
+ * the query's first rows.
+ */
+static void
+add_final_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *final_rel,
+			   FinalPathExtraData *extra)
+{
+	DalpUpperInfo *uinfo = (DalpUpperInfo *) input_rel->fdw_private;
+	RelOptInfo *baserel = input_rel;
+	DalpRelInfo *info;
+	Query	   *parse = root->parse;
+	char	   *sort = "";
+	double		rows;
+	Cost		startup;
+	Cost		total;
+	ListCell   *lc;
+
+	if (!extra->limit_needed || parse->hasTargetSRFs || parse->rowMarks)
+		return;
+	if (IS_UPPER_REL(input_rel))
+	{
+		if (uinfo == NULL || uinfo->stage != UPPERREL_ORDERED)
+			return;
+		baserel = uinfo->baserel;
+	}
+	if (baserel->reloptkind != RELOPT_BASEREL || baserel->fdw_private == NULL)
+		return;
+	info = (DalpRelInfo *) baserel->fdw_private;
+	if (!base_fully_pushed(info) || !info->single_stream)
+		return;
+	if (parse->sortClause)
+	{
+		sort = sort_for_pathkeys(baserel, info, root->sort_pathkeys);
+		if (sort == NULL)
+			return;
+	}
+	if ((parse->limitCount && !is_pushable_value((Expr *) parse->limitCount, baserel, false)) ||
+		(parse->limitOffset && !is_pushable_value((Expr *) parse->limitOffset, baserel, false)))
+		return;
+	/* every Var the target needs must be a plain column */
+	foreach(lc, pull_var_clause((Node *) final_rel->reltarget->exprs, 0))
+		if (((Var *) lfirst(lc))->varattno <= 0)
+			return;
+
+	/* the final relation's plan reads the base relation */
+	((DalpUpperInfo *) final_rel->fdw_private)->baserel = baserel;
+
+	rows = Min(info->remote_rows, Max(extra->count_est, 1));
+	estimate_cost(info, baserel, rows, 1, &startup, &total);
+	/* cheaper than the same scan under a Limit node: fewer rows requested */
+	total -= info->conf.fdw_startup_cost / 10;
+
+	add_path(final_rel, (Path *)
+			 create_foreign_upper_path(root, final_rel, final_rel->reltarget,
+									   rows, startup, total,
+									   parse->sortClause ? root->sort_pathkeys : NIL,
+									   NULL,
+									   list_make3(makeInteger(DALP_MODE_ROWS),
+												  makeString(sort),
+												  makeString(""))));
+}
+
+void
+dalp_get_foreign_upper_paths(PlannerInfo *root, UpperRelationKind stage,
+							 RelOptInfo *input_rel, RelOptInfo *output_rel,
+							 void *extra)
+{
+	DalpUpperInfo *uinfo;
+
+	if (output_rel->fdw_private != NULL || !dalp_pushdown_enabled)
+		return;
+	if (stage != UPPERREL_GROUP_AGG && stage != UPPERREL_ORDERED &&
+		stage != UPPERREL_FINAL)
+		return;
+
+	uinfo = palloc0(sizeof(DalpUpperInfo));
+	uinfo->stage = stage;
+	uinfo->baserel = input_rel;
+	output_rel->fdw_private = uinfo;
+
+	switch (stage)
+	{
+		case UPPERREL_GROUP_AGG:
+			if (input_rel->reloptkind == RELOPT_BASEREL)
+				add_aggregate_path(root, input_rel, output_rel,
+								   (GroupPathExtraData *) extra);
+			break;
+		case UPPERREL_ORDERED:
+			/* the base relation's sorted paths already serve ORDER BY */
+			if (input_rel->reloptkind != RELOPT_BASEREL)
+				output_rel->fdw_private = NULL;
+			break;
+		case UPPERREL_FINAL:
+			add_final_path(root, input_rel, output_rel,
+						   (FinalPathExtraData *) extra);
+			break;
+		default:
+			break;
+	}
+}
+
 /*
  * A value as the API expects it in a query string: timestamps as ISO 8601
  * UTC with milliseconds, booleans as true/false, the rest as their text.
- * *ok is false when the value cannot be sent exactly (sub-millisecond
- * timestamps, infinities); the condition is then only checked locally.
  */
 char *
-dalp_value_to_api_text(Datum value, Oid typid, bool *ok)
+dalp_value_to_api_text(Datum value, Oid typid)
 {
 	Oid			outfunc;
 	bool		isvarlena;
 
-	*ok = true;
 	if (typid == TIMESTAMPTZOID)
 	{
 		TimestampTz ts = DatumGetTimestampTz(value);
@@ -522,12 +1147,10 @@ dalp_value_to_api_text(Datum value, Oid typid, bool *ok)
 		fsec_t		fsec;
 
 		if (TIMESTAMP_NOT_FINITE(ts) ||
-			timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0 ||
-			fsec % 1000 != 0)
-		{
-			*ok = false;
-			return NULL;
-		}
+			timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range for the DALP API")));
 		return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 						tm.tm_year, tm.tm_mon, tm.tm_mday,
 						tm.tm_hour, tm.tm_min, tm.tm_sec, fsec / 1000);
@@ -536,4 +1159,19 @@ dalp_value_to_api_text(Datum value, Oid typid, bool *ok)
 		return pstrdup(DatumGetBool(value) ? "true" : "false");
 	getTypeOutputInfo(typid, &outfunc, &isvarlena);
 	return OidOutputFunctionCall(outfunc, value);
+}
+
+/* Does this collation order strings by code point, as the API does? */
+bool
+dalp_collation_is_c(Oid collation)
+{
+	if (!OidIsValid(collation))
+		return false;
+	if (collation == C_COLLATION_OID || collation == POSIX_COLLATION_OID)
+		return true;
+#if PG_VERSION_NUM >= 170000
+	return pg_newlocale_from_collation(collation)->collate_is_c;
+#else
+	return lc_collate_is_c(collation);
+#endif
 }

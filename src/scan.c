@@ -2,13 +2,16 @@
  *
  * scan.c
  *		  Executing DALP foreign scans: the FDW handler, Begin/Iterate/ReScan/
- *		  End, and EXPLAIN.
+ *		  End, EXPLAIN, and the request pipeline.
  *
- * A scan visits a list of "streams": one per token for a per-token
- * resource (one for the pinned token, or every token listed by /tokens),
- * or a single one otherwise.  A stream is read page by page as the
- * executor asks for rows; only the current page is in memory, so a scan's
- * memory does not grow with its row count.
+ * A scan reads a list of streams: one per (token, filter variant), where a
+ * per-token resource has one token (pinned) or many (an IN list, or every
+ * token listed by /tokens), and an IN list longer than the API's cap is
+ * split into variants.  Pages are requested in stream order; up to
+ * "concurrency" requests are in flight, the window growing with the pages
+ * the executor actually consumes, so a LIMIT never triggers a burst of
+ * pages nobody reads.  Only the current page is decoded and kept, so a
+ * scan's memory does not grow with its row count.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +29,28 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/ruleutils.h"
+#include "utils/timestamp.h"
+
+/* One stream: a token (or none) with one variant of the filters. */
+typedef struct DalpStream
+{
+	const char *token;
+	const char *filters;		/* encoded "k=v&k=v", or "" */
+	bool		started;		/* its first page was requested */
+	bool		finished;		/* its last page was consumed */
+	int64		next_offset;	/* next page offset not yet requested */
+	int64		end;			/* offset the stream ends at (limit), or -1 */
+	bool		known_extent;	/* next_offset..end may be prefetched */
+} DalpStream;
+
+/* A page requested and not yet consumed. */
+typedef struct DalpPending
+{
+	int			stream;
+	int64		offset;
+	char	   *path;
+	DalpHttpRequest *req;
+} DalpPending;
 
 /* Execution state of one foreign scan. */
 typedef struct DalpScanState
@@ -34,7 +59,12 @@ typedef struct DalpScanState
 	const DalpResourceDef *res;
 	char	   *table_token;	/* token_address table option, or NULL */
 	List	   *conds;			/* DalpCond * */
-	List	   *cond_states;	/* ExprState *, parallel to conds */
+	List	   *cond_states;	/* ExprState *: the condition values, then
+								 * LIMIT and OFFSET */
+	int			limit_flags;	/* DALP_LIMIT_* */
+	DalpScanMode mode;
+	const char *facet;			/* facet field (DALP_MODE_FACETS) */
+	List	   *attnums;		/* base attnums by scan tuple position */
 	DalpColumnBinding *bindings;
 	int			nbindings;
 	List	   *id_path;		/* dedupe key path, or NIL */
@@ -49,17 +79,20 @@ typedef struct DalpScanState
 	/* one execution */
 	bool		started;
 	bool		exhausted;
-	List	   *tokens;			/* String nodes, or a single NULL: streams */
-	int			next_token;
-	char	   *filters;		/* encoded "&filter...=..." part */
+	DalpStream *streams;
+	int			nstreams;
+	List	   *pending;		/* DalpPending *, in stream/offset order */
+	int			window;			/* requests allowed in flight */
 	char	   *item_key;		/* single-item lookup key, or NULL */
 	char	   *search_value;	/* echoed by the search column */
+	int64		limit;			/* rows still wanted, or -1 */
+	int64		offset;			/* first row wanted */
+	List	   *facet_rows;		/* DALP_MODE_FACETS: (value, count) pairs */
 
-	/* the current stream */
-	bool		in_stream;
-	const char *token;
-	int64		offset;
-	bool		last_page;
+	/* the page being read */
+	int			cur_stream;
+	int64		cur_offset;
+	bool		have_page;
 	DalpPage	page;
 	int			next_item;
 	char	  **prev_ids;
@@ -75,6 +108,407 @@ typedef struct DalpScanState
 	int64		bytes;
 } DalpScanState;
 
+/* How a condition's value turned out. */
+typedef enum ValueVerdict
+{
+	VALUE_SEND,					/* send these texts */
+	VALUE_NEVER,				/* no row can match */
+	VALUE_ALWAYS				/* every row matches: send nothing */
+} ValueVerdict;
+
+static bool
+has_uppercase(const char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			return true;
+	return false;
+}
+
+/*
+ * A value of a column the API compares ignoring case, that can match
+ * DALP's lowercase data: no uppercase letter, and (in a list) no comma.
+ */
+static bool
+can_match_lowercase(const char *s, bool in_list)
+{
+	return !has_uppercase(s) && !(in_list && strchr(s, ',') != NULL);
+}
+
+/*
+ * A timestamp bound the API can take exactly.  DALP timestamps have
+ * millisecond precision, so "> x" with x between two milliseconds is
+ * ">= the next millisecond", and "<= x" is "< the next millisecond".
+ */
+static ValueVerdict
+timestamp_bound(int *op, Datum *value)
+{
+	TimestampTz ts = DatumGetTimestampTz(*value);
+	bool		lower = (*op == DALP_OP_GT || *op == DALP_OP_GTE);
+	int64		sub_ms = ts % 1000;
+
+	if (TIMESTAMP_IS_NOBEGIN(ts))
+		return lower ? VALUE_ALWAYS : VALUE_NEVER;
+	if (TIMESTAMP_IS_NOEND(ts))
+		return lower ? VALUE_NEVER : VALUE_ALWAYS;
+	if (sub_ms != 0)
+	{
+		ts += (sub_ms > 0) ? 1000 - sub_ms : -sub_ms;
+		*op = lower ? DALP_OP_GTE : DALP_OP_LT;
+		*value = TimestampTzGetDatum(ts);
+	}
+	return VALUE_SEND;
+}
+
+/*
+ * The texts to send for one condition's value, normalized so that the API
+ * returns exactly the rows the SQL condition keeps (see plan.c).  *op may
+ * change (timestamp bounds).  *dropped_case counts values dropped for
+ * their uppercase letters.
+ */
+static ValueVerdict
+cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
+		   List **texts, int *dropped_case)
+{
+	Oid			typid = cond->column->typid;
+	bool		is_list = (*op == DALP_OP_IN || *op == DALP_OP_NOT_IN);
+
+	*texts = NIL;
+	if (isnull)
+		return VALUE_NEVER;		/* "col op NULL" is never true */
+
+	if (is_list)
+	{
+		ArrayType  *array = DatumGetArrayTypeP(value);
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		get_typlenbyvalalign(typid, &typlen, &typbyval, &typalign);
+		deconstruct_array(array, typid, typlen, typbyval, typalign,
+						  &elems, &nulls, &n);
+		for (int i = 0; i < n; i++)
+		{
+			char	   *text;
+
+			if (nulls[i])
+			{
+				if (*op == DALP_OP_NOT_IN)
+					return VALUE_NEVER; /* x NOT IN (.., NULL) is never true */
+				continue;
+			}
+			text = dalp_value_to_api_text(elems[i], typid);
+			if (cond->column->case_insensitive && !can_match_lowercase(text, true))
+			{
+				(*dropped_case)++;
+				continue;
+			}
+			if (!cond->column->case_insensitive && strchr(text, ',') != NULL)
+				return VALUE_ALWAYS;	/* not sendable: checked locally */
+			if (!list_member(*texts, makeString(text)))
+				*texts = lappend(*texts, makeString(text));
+		}
+		if (*texts == NIL)
+			return (*op == DALP_OP_IN) ? VALUE_NEVER : VALUE_ALWAYS;
+		/* NOT IN cannot be split into requests: checked locally (plan.c) */
+		if (*op == DALP_OP_NOT_IN && list_length(*texts) > DALP_MAX_IN_VALUES)
+			return VALUE_ALWAYS;
+		return VALUE_SEND;
+	}
+
+	if (typid == TIMESTAMPTZOID)
+	{
+		ValueVerdict v = timestamp_bound(op, &value);
+
+		if (v != VALUE_SEND)
+			return v;
+	}
+	*texts = list_make1(makeString(dalp_value_to_api_text(value, typid)));
+	if (cond->column->case_insensitive &&
+		!can_match_lowercase(strVal(linitial(*texts)), false))
+	{
+		(*dropped_case)++;
+		return (*op == DALP_OP_NE) ? VALUE_ALWAYS : VALUE_NEVER;
+	}
+	return VALUE_SEND;
+}
+
+/* "filter[field][op]" */
+static char *
+filter_key(const DalpCond *cond, int op)
+{
+	return psprintf("filter[%s][%s]", cond->column->filter, dalp_op_name(op));
+}
+
+static void
+append_param(StringInfo buf, const char *key, const char *value)
+{
+	dalp_append_query_param(buf, key, value);
+}
+
+/* "a,b,c" */
+static char *
+join_texts(List *texts, int from, int count)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = from; i < from + count && i < list_length(texts); i++)
+		appendStringInfo(&buf, "%s%s", i > from ? "," : "", strVal(list_nth(texts, i)));
+	return buf.data;
+}
+
+/*
+ * The filter variants of a scan: every condition is added to each variant;
+ * an IN list longer than the API's cap multiplies the variants by its
+ * chunks.  Each variant is an encoded "k=v&k=v" string.
+ */
+static List *
+add_to_variants(List *variants, const char *key, List *texts)
+{
+	List	   *result = NIL;
+	int			n = list_length(texts);
+	ListCell   *lc;
+
+	foreach(lc, variants)
+	{
+		for (int from = 0; from < Max(n, 1); from += DALP_MAX_IN_VALUES)
+		{
+			StringInfoData buf;
+
+			initStringInfo(&buf);
+			appendStringInfo(&buf, "?%s", strVal(lfirst(lc)));
+			append_param(&buf, key, join_texts(texts, from, DALP_MAX_IN_VALUES));
+			/* drop the leading '?' and the '&' a first parameter got */
+			result = lappend(result,
+							 makeString(pstrdup(buf.data + (buf.data[1] == '&' ? 2 : 1))));
+		}
+	}
+	return result;
+}
+
+/* Keep in tokens only those also in others; the first constraint sets them. */
+static List *
+intersect_tokens(List *tokens, List *others, bool *constrained)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	if (!*constrained)
+	{
+		*constrained = true;
+		return others;
+	}
+	foreach(lc, tokens)
+		if (list_member(others, lfirst(lc)))
+			result = lappend(result, lfirst(lc));
+	return result;
+}
+
+/*
+ * Work out, from the conditions' current values, the tokens to read, the
+ * filter variants, the item key and the search value.  values[i]/nulls[i]
+ * are the values of conds (NULL values for conditions skipped: estimates
+ * pass only constants).  Returns false when no row can match.
+ */
+static bool
+plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
+			  const char *table_token, bool *tokens_constrained,
+			  List **tokens, List **variants, char **item_key,
+			  char **search_value)
+{
+	bool		constrained = false;
+	int			i = 0;
+	ListCell   *lc;
+
+	*tokens = NIL;
+	*variants = list_make1(makeString(""));
+	*item_key = NULL;
+	*search_value = NULL;
+	if (table_token)
+		*tokens = intersect_tokens(*tokens, list_make1(makeString((char *) table_token)),
+								   &constrained);
+
+	foreach(lc, conds)
+	{
+		DalpCond   *cond = (DalpCond *) lfirst(lc);
+		int			op = cond->op;
+		List	   *texts;
+		int			dropped_case = 0;
+		ValueVerdict verdict;
+
+		if (skip && skip[i])
+		{
+			i++;
+			continue;
+		}
+		verdict = cond_texts(cond, values[i], nulls[i], &op, &texts, &dropped_case);
+		i++;
+		if (dropped_case > 0 && cond->role == DALP_COND_TOKEN)
+			ereport(NOTICE,
+					(errmsg("a token address with uppercase letters matches no DALP token"),
+					 errdetail("DALP addresses are lowercase hexadecimal."),
+					 errhint("Compare with lower(...) of the address.")));
+		if (verdict == VALUE_NEVER)
+			return false;
+		if (verdict == VALUE_ALWAYS)
+			continue;
+
+		switch (cond->role)
+		{
+			case DALP_COND_TOKEN:
+				*tokens = intersect_tokens(*tokens, texts, &constrained);
+				if (*tokens == NIL)
+					return false;
+				break;
+			case DALP_COND_ITEM:
+				if (*item_key && strcmp(*item_key, strVal(linitial(texts))) != 0)
+					return false;
+				*item_key = strVal(linitial(texts));
+				break;
+			case DALP_COND_SEARCH:
+				if (*search_value && strcmp(*search_value, strVal(linitial(texts))) != 0)
+					return false;
+				*search_value = strVal(linitial(texts));
+				*variants = add_to_variants(*variants, filter_key(cond, op), texts);
+				break;
+			case DALP_COND_FILTER:
+				*variants = add_to_variants(*variants, filter_key(cond, op), texts);
+				break;
+		}
+	}
+	*tokens_constrained = constrained;
+	return true;
+}
+
+/*
+ * The filters of the constant conditions, for a planning-time estimate;
+ * false when they cannot match anything.
+ */
+bool
+dalp_cond_constant_filters(const DalpResourceDef *res, List *conds,
+						   List *values, const char *table_token,
+						   List **token_values, char **filters)
+{
+	int			n = list_length(conds);
+	Datum	   *datums = palloc0(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc0(sizeof(bool) * Max(n, 1));
+	bool	   *skip = palloc0(sizeof(bool) * Max(n, 1));
+	List	   *variants;
+	char	   *item_key;
+	char	   *search_value;
+	bool		constrained;
+	int			i = 0;
+	ListCell   *lc;
+
+	foreach(lc, values)
+	{
+		Expr	   *expr = (Expr *) lfirst(lc);
+
+		if (IsA(expr, Const))
+		{
+			datums[i] = ((Const *) expr)->constvalue;
+			nulls[i] = ((Const *) expr)->constisnull;
+		}
+		else
+			skip[i] = true;
+		i++;
+	}
+	if (!plan_requests(conds, datums, nulls, skip, table_token, &constrained,
+					   token_values, &variants, &item_key, &search_value))
+		return false;
+	*filters = strVal(linitial(variants));
+	return true;
+}
+
+/*
+ * A request path: "/api/v2/<path>?page[limit]=N[&page[offset]=K]
+ * [&sort=..][&filter...]", or the single-item path.  Used for EXPLAIN
+ * too, with placeholders for values not known before execution.
+ */
+static char *
+build_path_text(const DalpResourceDef *res, const char *token,
+				const char *item_key, const char *sort, const char *filters,
+				const char *offset, const char *limit)
+{
+	StringInfoData buf;
+
+	if (item_key)
+		return dalp_expand_path(res->item_path, token, item_key);
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, dalp_expand_path(res->path, token, NULL));
+	if (res->is_collection)
+	{
+		append_param(&buf, "page[limit]", limit);
+		if (offset)
+			append_param(&buf, "page[offset]", offset);
+		if (sort)
+			append_param(&buf, "sort", sort);
+	}
+	if (filters && filters[0])
+		appendStringInfo(&buf, "%c%s", strchr(buf.data, '?') ? '&' : '?', filters);
+	return buf.data;
+}
+
+static char *
+build_path(const DalpResourceDef *res, const char *token, const char *item_key,
+		   const char *sort, const char *filters, int64 offset, int limit)
+{
+	return build_path_text(res, token, item_key, sort, filters,
+						   offset > 0 ? psprintf(INT64_FORMAT, offset) : NULL,
+						   psprintf("%d", limit));
+}
+
+char *
+dalp_build_count_path(const DalpResourceDef *res, const char *token,
+					  const char *filters)
+{
+	return build_path(res, token, NULL, NULL, filters, 0, 1);
+}
+
+/* Check a response's status; false for a 404 the caller treats as empty. */
+static bool
+check_response(const DalpConnConfig *conf, DalpHttpResult *res,
+			   const char *path, bool missing_is_empty)
+{
+	if (res->status == 404 && missing_is_empty)
+		return false;
+	dalp_raise_for_status(res, dalp_decode_for_display(path), conf->api_key);
+	return true;
+}
+
+/*
+ * meta.total of a request (and the counts of a facet field when asked);
+ * -1 when the response has no total.
+ */
+int64
+dalp_fetch_total(const DalpConnConfig *conf, const char *path,
+				 const char *facet_field, List **facets)
+{
+	DalpHttpResult *res = dalp_http_get(conf, path);
+	DalpPage	page;
+	int64		total;
+
+	check_response(conf, res, path, false);
+	dalp_page_parse(&page, res, NULL, false, dalp_decode_for_display(path));
+	PG_TRY();
+	{
+		total = page.total;
+		if (facet_field && !dalp_page_facets(&page, facet_field, facets))
+			*facets = NIL;
+	}
+	PG_FINALLY();
+	{
+		dalp_page_release(&page);
+	}
+	PG_END_TRY();
+	return total;
+}
+
 /* The page may hold json-c memory: release it whenever the scan dies. */
 static void
 release_page_callback(void *arg)
@@ -87,24 +521,25 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 {
 	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
 	EState	   *estate = node->ss.ps.state;
-	Relation	rel = node->ss.ss_currentRelation;
+	List	   *priv = fsplan->fdw_private;
 	DalpScanState *st = palloc0(sizeof(DalpScanState));
+	Oid			relid = (Oid) intVal(list_nth(priv, DALP_PRIVATE_RELID));
 	MemoryContextCallback *cb;
+	Relation	rel;
 	Oid			userid;
 	int			use_remote_estimate;
-	const char *id_field;
 
 	node->fdw_state = st;
-	st->res = dalp_table_resource(RelationGetRelid(rel), &st->table_token,
-								  &use_remote_estimate);
-	st->conds = dalp_conds_from_private(st->res,
-										list_nth(fsplan->fdw_private,
-												 DALP_PRIVATE_CONDS));
-	st->sort = strVal(list_nth(fsplan->fdw_private, DALP_PRIVATE_SORT));
+	st->res = dalp_table_resource(relid, &st->table_token, &use_remote_estimate);
+	st->conds = dalp_conds_from_private(st->res, list_nth(priv, DALP_PRIVATE_CONDS));
+	st->attnums = list_nth(priv, DALP_PRIVATE_ATTRS);
+	st->sort = strVal(list_nth(priv, DALP_PRIVATE_SORT));
 	if (st->sort[0] == '\0')
 		st->sort = (char *) st->res->scan_sort;
-	dalp_get_server_config(GetForeignTable(RelationGetRelid(rel))->serverid,
-						   &st->conf);
+	st->mode = (DalpScanMode) intVal(list_nth(priv, DALP_PRIVATE_MODE));
+	st->facet = strVal(list_nth(priv, DALP_PRIVATE_FACET));
+	st->limit_flags = intVal(list_nth(priv, DALP_PRIVATE_LIMIT));
+	dalp_get_server_config(GetForeignTable(relid)->serverid, &st->conf);
 
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
@@ -113,22 +548,41 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	userid = OidIsValid(fsplan->checkAsUser) ? fsplan->checkAsUser : GetUserId();
 #else
 	{
-		RangeTblEntry *rte = exec_rt_fetch(fsplan->scan.scanrelid, estate);
+		RangeTblEntry *rte;
+		int			rtindex = fsplan->scan.scanrelid;
 
+		/* an upper-relation scan has no scanrelid: use the base relation's */
+		if (rtindex == 0)
+			rtindex = bms_next_member(fsplan->fs_relids, -1);
+		rte = exec_rt_fetch(rtindex, estate);
 		userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
 	}
 #endif
-	dalp_get_conn_config(GetForeignTable(RelationGetRelid(rel))->serverid,
-						 userid, &st->conf);
+	dalp_get_conn_config(st->conf.serverid, userid, &st->conf);
 
-	st->bindings = dalp_make_bindings(rel, st->res,
-									  list_nth(fsplan->fdw_private,
-											   DALP_PRIVATE_ATTRS),
-									  &st->nbindings);
+	/* a base scan fills the table's columns; an upper scan its scan tuple */
+	if (fsplan->scan.scanrelid > 0)
+		st->bindings = dalp_make_bindings(node->ss.ss_currentRelation, st->res,
+										  st->attnums, NIL, &st->nbindings);
+	else
+	{
+		List	   *columns = NIL;
+		List	   *positions = NIL;
+
+		for (int i = 0; i < list_length(st->attnums); i++)
+			if (list_nth_int(st->attnums, i) > 0)
+			{
+				columns = lappend_int(columns, list_nth_int(st->attnums, i));
+				positions = lappend_int(positions, i + 1);
+			}
+		rel = table_open(relid, NoLock);
+		st->bindings = dalp_make_bindings(rel, st->res, columns, positions,
+										  &st->nbindings);
+		table_close(rel, NoLock);
+	}
 	st->cond_states = ExecInitExprList(fsplan->fdw_exprs, (PlanState *) node);
-	id_field = st->res->id_field;
-	if (id_field && st->res->is_collection)
-		st->id_path = linitial(dalp_parse_json_path(id_field));
+	if (st->res->id_field && st->res->is_collection)
+		st->id_path = linitial(dalp_parse_json_path(st->res->id_field));
 
 	st->exec_cxt = AllocSetContextCreate(estate->es_query_cxt,
 										 "dalp_fdw execution",
@@ -150,260 +604,12 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	MemoryContextRegisterResetCallback(st->page_cxt, cb);
 }
 
-/* Lowercase-only addresses: the API returns lowercase hex. */
-static bool
-is_lowercase(const char *s)
-{
-	for (; *s; s++)
-		if (*s >= 'A' && *s <= 'Z')
-			return false;
-	return true;
-}
-
-/* The non-null elements of an array value, as API text. */
-static List *
-array_values(Datum arr, Oid elemtype, bool *has_null)
-{
-	ArrayType  *array = DatumGetArrayTypeP(arr);
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	List	   *result = NIL;
-
-	*has_null = false;
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	deconstruct_array(array, elemtype, typlen, typbyval, typalign,
-					  &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-	{
-		bool		ok;
-		char	   *text;
-
-		if (nulls[i])
-		{
-			*has_null = true;
-			continue;
-		}
-		text = dalp_value_to_api_text(elems[i], elemtype, &ok);
-		if (ok)
-			result = list_append_unique(result, makeString(text));
-	}
-	return result;
-}
-
-/* Keep in *tokens only the addresses also in others (NULL: no constraint yet). */
-static List *
-intersect_tokens(List *tokens, List *others, bool *constrained)
-{
-	List	   *result = NIL;
-	ListCell   *lc;
-
-	if (!*constrained)
-	{
-		*constrained = true;
-		return others;
-	}
-	foreach(lc, tokens)
-		if (list_member(others, lfirst(lc)))
-			result = lappend(result, lfirst(lc));
-	return result;
-}
-
-/*
- * Parameters are collected after a leading '?', so each one is added as
- * "&key=value"; this is the list without that prefix.
- */
-static char *
-query_params_tail(StringInfo buf)
-{
-	return buf->len > 1 ? buf->data + 2 : "";
-}
-
-static void
-append_filter(StringInfo buf, const DalpCond *cond, const char *value)
-{
-	char	   *key = psprintf("filter[%s][%s]", cond->column->filter,
-							   dalp_op_name(cond->op));
-
-	dalp_append_query_param(buf, key, value);
-}
-
-/*
- * Evaluate the condition values for this execution ($n parameters and
- * stable expressions take their current values) and work out the token
- * list, the filters, the item key and the search value.  Returns false
- * when the conditions cannot match any row.
- */
-static bool
-prepare_execution(ForeignScanState *node, DalpScanState *st)
-{
-	ExprContext *econtext = node->ss.ps.ps_ExprContext;
-	StringInfoData filters;
-	List	   *tokens = NIL;
-	bool		constrained = false;
-	ListCell   *lc_cond;
-	ListCell   *lc_state;
-
-	initStringInfo(&filters);
-	/* the leading '?' makes dalp_append_query_param add '&' separators */
-	appendStringInfoChar(&filters, '?');
-
-	if (st->table_token)
-		tokens = intersect_tokens(tokens, list_make1(makeString(st->table_token)),
-								  &constrained);
-
-	forboth(lc_cond, st->conds, lc_state, st->cond_states)
-	{
-		DalpCond   *cond = (DalpCond *) lfirst(lc_cond);
-		ExprState  *state = (ExprState *) lfirst(lc_state);
-		bool		isnull;
-		Datum		value;
-		List	   *values;
-		bool		has_null = false;
-		bool		ok = true;
-		char	   *text = NULL;
-
-		value = ExecEvalExpr(state, econtext, &isnull);
-		if (isnull)
-			return false;		/* "col op NULL" is never true */
-		if (cond->op == DALP_OP_IN || cond->op == DALP_OP_NOT_IN)
-		{
-			values = array_values(value, cond->column->typid, &has_null);
-			if (cond->op == DALP_OP_NOT_IN && has_null)
-				return false;	/* x NOT IN (.., NULL) is never true */
-			if (cond->op == DALP_OP_IN && values == NIL)
-				return false;
-		}
-		else
-		{
-			text = dalp_value_to_api_text(value, cond->column->typid, &ok);
-			values = ok ? list_make1(makeString(text)) : NIL;
-		}
-		if (!ok)
-			continue;			/* cannot be sent exactly: checked locally */
-
-		switch (cond->role)
-		{
-			case DALP_COND_TOKEN:
-				{
-					List	   *lower = NIL;
-					ListCell   *lc;
-
-					foreach(lc, values)
-					{
-						if (is_lowercase(strVal(lfirst(lc))))
-							lower = lappend(lower, lfirst(lc));
-						else
-							ereport(NOTICE,
-									(errmsg("token address \"%s\" matches no DALP token",
-											strVal(lfirst(lc))),
-									 errdetail("DALP addresses are lowercase hexadecimal."),
-									 errhint("Compare with lower(...) of the address.")));
-					}
-					tokens = intersect_tokens(tokens, lower, &constrained);
-					break;
-				}
-			case DALP_COND_ITEM:
-				if (st->item_key && strcmp(st->item_key, text) != 0)
-					return false;
-				st->item_key = text;
-				break;
-			case DALP_COND_SEARCH:
-				if (st->search_value && strcmp(st->search_value, text) != 0)
-					return false;
-				st->search_value = text;
-				append_filter(&filters, cond, text);
-				break;
-			case DALP_COND_FILTER:
-				if (cond->op == DALP_OP_IN || cond->op == DALP_OP_NOT_IN)
-				{
-					StringInfoData list;
-					ListCell   *lc;
-					bool		sendable = list_length(values) <= DALP_MAX_IN_VALUES;
-
-					initStringInfo(&list);
-					foreach(lc, values)
-					{
-						/* the API's lists are comma-separated */
-						if (strchr(strVal(lfirst(lc)), ',') != NULL)
-							sendable = false;
-						appendStringInfo(&list, "%s%s", list.len ? "," : "",
-										 strVal(lfirst(lc)));
-					}
-					if (sendable && values != NIL)
-						append_filter(&filters, cond, list.data);
-				}
-				else
-					append_filter(&filters, cond, text);
-				break;
-		}
-	}
-	st->filters = query_params_tail(&filters);
-
-	if (!dalp_resource_is_per_token(st->res))
-		st->tokens = list_make1(NULL);
-	else
-		st->tokens = tokens;	/* if unconstrained: NIL, filled by the listing */
-	return !constrained || st->tokens != NIL || !dalp_resource_is_per_token(st->res);
-}
-
-/*
- * The request for one page: "/api/v2/<path>?page[limit]=N[&page[offset]=K]
- * [&sort=..][&filter...]", or the single-item path.  Used for EXPLAIN too,
- * with placeholders for values not known before execution.
- */
-static char *
-build_request_path(const DalpScanState *st, const DalpResourceDef *res,
-				   const char *token, const char *item_key,
-				   const char *sort, const char *filters, int64 offset)
-{
-	StringInfoData buf;
-
-	if (item_key)
-		return dalp_expand_path(res->item_path, token, item_key);
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, dalp_expand_path(res->path, token, NULL));
-	if (res->is_collection)
-	{
-		dalp_append_query_param(&buf, "page[limit]",
-								psprintf("%d", st->conf.page_size));
-		if (offset > 0)
-			dalp_append_query_param(&buf, "page[offset]",
-									psprintf(INT64_FORMAT, offset));
-		if (sort)
-			dalp_append_query_param(&buf, "sort", sort);
-	}
-	if (filters && filters[0])
-		appendStringInfo(&buf, "%c%s", strchr(buf.data, '?') ? '&' : '?',
-						 filters);
-	return buf.data;
-}
-
 /* Is st->page, read at offset, the last page of its collection? */
 static bool
-page_is_last(const DalpScanState *st, int64 offset)
+page_is_last(const DalpPage *page, int64 offset, int requested)
 {
-	return st->page.nitems == 0 || st->page.nitems < st->conf.page_size ||
-		(st->page.total >= 0 && offset + st->page.nitems >= st->page.total);
-}
-
-/* GET one page (in page_cxt) and check its status; NULL for an empty 404. */
-static DalpHttpResult *
-fetch(DalpScanState *st, const char *path, bool missing_is_empty)
-{
-	DalpHttpResult *res = dalp_http_get(&st->conf, path);
-
-	st->requests += res->attempts;
-	st->retries += res->attempts - 1;
-	st->bytes += res->bytes;
-	if (res->status == 404 && missing_is_empty)
-		return NULL;
-	dalp_raise_for_status(res, dalp_decode_for_display(path), st->conf.api_key);
-	return res;
+	return page->nitems == 0 || page->nitems < requested ||
+		(page->total >= 0 && offset + page->nitems >= page->total);
 }
 
 /* Fan-out: every token address, from the /tokens collection. */
@@ -419,10 +625,14 @@ list_all_tokens(DalpScanState *st)
 	while (!last)
 	{
 		MemoryContext old = MemoryContextSwitchTo(st->page_cxt);
-		char	   *path = build_request_path(st, tokens_res, NULL, NULL,
-											  tokens_res->scan_sort, NULL, offset);
-		DalpHttpResult *res = fetch(st, path, false);
+		char	   *path = build_path(tokens_res, NULL, NULL, tokens_res->scan_sort,
+									  NULL, offset, st->conf.page_size);
+		DalpHttpResult *res = dalp_http_get(&st->conf, path);
 
+		st->requests += res->attempts;
+		st->retries += res->attempts - 1;
+		st->bytes += res->bytes;
+		check_response(&st->conf, res, path, false);
 		dalp_page_release(&st->page);
 		dalp_page_parse(&st->page, res, tokens_res, false,
 						dalp_decode_for_display(path));
@@ -436,12 +646,186 @@ list_all_tokens(DalpScanState *st)
 				result = lappend(result, makeString(pstrdup(id)));
 		}
 		MemoryContextSwitchTo(old);
-		last = page_is_last(st, offset);
+		last = page_is_last(&st->page, offset, st->conf.page_size);
 		offset += st->page.nitems;
 		dalp_page_release(&st->page);
 		MemoryContextReset(st->page_cxt);
 	}
 	return result;
+}
+
+/* Evaluate an int8 LIMIT/OFFSET value; NULL means none. */
+static int64
+eval_row_count(ExprState *state, ExprContext *econtext, const char *what,
+			   int64 if_null)
+{
+	bool		isnull;
+	Datum		v = ExecEvalExpr(state, econtext, &isnull);
+	int64		n;
+
+	if (isnull)
+		return if_null;
+	n = DatumGetInt64(v);
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(strcmp(what, "LIMIT") == 0
+						 ? ERRCODE_INVALID_ROW_COUNT_IN_LIMIT_CLAUSE
+						 : ERRCODE_INVALID_ROW_COUNT_IN_RESULT_OFFSET_CLAUSE),
+				 errmsg("%s must not be negative", what)));
+	return n;
+}
+
+/*
+ * Evaluate the condition values for this execution ($n parameters, stable
+ * expressions and nested-loop parameters take their current values) and
+ * lay out the streams.  Returns false when nothing can match.
+ */
+static bool
+start_execution(ForeignScanState *node, DalpScanState *st)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	int			nconds = list_length(st->conds);
+	Datum	   *values = palloc0(sizeof(Datum) * Max(nconds, 1));
+	bool	   *nulls = palloc0(sizeof(bool) * Max(nconds, 1));
+	List	   *tokens;
+	List	   *variants;
+	bool		constrained;
+	ListCell   *lc;
+	int			i = 0;
+	int			s = 0;
+
+	st->limit = -1;
+	st->offset = 0;
+	foreach(lc, st->cond_states)
+	{
+		if (i < nconds)
+			values[i] = ExecEvalExpr((ExprState *) lfirst(lc), econtext, &nulls[i]);
+		else if (i == nconds && (st->limit_flags & DALP_LIMIT_COUNT))
+			st->limit = eval_row_count(lfirst(lc), econtext, "LIMIT", -1);
+		else
+			st->offset = eval_row_count(lfirst(lc), econtext, "OFFSET", 0);
+		i++;
+	}
+	if (st->limit == 0)
+		return false;
+	if (!plan_requests(st->conds, values, nulls, NULL, st->table_token,
+					   &constrained, &tokens, &variants, &st->item_key,
+					   &st->search_value))
+		return false;
+
+	if (!dalp_resource_is_per_token(st->res))
+		tokens = list_make1(NULL);
+	else if (!constrained)
+		tokens = list_all_tokens(st);
+
+	st->nstreams = list_length(tokens) * list_length(variants);
+	st->streams = palloc0(sizeof(DalpStream) * Max(st->nstreams, 1));
+	foreach(lc, tokens)
+	{
+		ListCell   *lv;
+
+		foreach(lv, variants)
+		{
+			DalpStream *stream = &st->streams[s++];
+
+			stream->token = lfirst(lc) ? strVal(lfirst(lc)) : NULL;
+			stream->filters = strVal(lfirst(lv));
+			stream->next_offset = st->offset;
+			stream->end = st->limit >= 0 ? st->offset + st->limit : -1;
+		}
+	}
+	st->window = 1;
+	return st->nstreams > 0;
+}
+
+static bool
+stream_is_single(const DalpScanState *st)
+{
+	return st->item_key != NULL || !st->res->is_collection;
+}
+
+/* Rows a page at this offset of the stream should ask for. */
+static int
+page_limit(const DalpScanState *st, const DalpStream *stream, int64 offset)
+{
+	if (st->mode != DALP_MODE_ROWS)
+		return 1;
+	if (stream->end >= 0)
+		return (int) Max(1, Min(st->conf.page_size, stream->end - offset));
+	return st->conf.page_size;
+}
+
+/* Start the request for a page and queue it in stream/offset order. */
+static void
+launch(DalpScanState *st, int stream_index, int64 offset)
+{
+	DalpStream *stream = &st->streams[stream_index];
+	MemoryContext old = MemoryContextSwitchTo(st->exec_cxt);
+	DalpPending *p = palloc(sizeof(DalpPending));
+	ListCell   *lc;
+	int			pos = 0;
+
+	p->stream = stream_index;
+	p->offset = offset;
+	p->path = build_path(st->res, stream->token, st->item_key, st->sort,
+						 stream->filters, offset,
+						 page_limit(st, stream, offset));
+	p->req = dalp_http_start(&st->conf, p->path);
+	foreach(lc, st->pending)
+	{
+		DalpPending *q = (DalpPending *) lfirst(lc);
+
+		if (q->stream > stream_index ||
+			(q->stream == stream_index && q->offset > offset))
+			break;
+		pos++;
+	}
+	st->pending = list_insert_nth(st->pending, pos, p);
+	stream->started = true;
+	if (offset >= stream->next_offset)
+		stream->next_offset = offset + page_limit(st, stream, offset);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Keep up to st->window requests in flight: the next pages of streams whose
+ * extent is known (from meta.total), then first pages of later streams.
+ */
+static void
+fill_pipeline(DalpScanState *st)
+{
+	for (int s = st->cur_stream; s < st->nstreams &&
+		 list_length(st->pending) < st->window; s++)
+	{
+		DalpStream *stream = &st->streams[s];
+
+		if (stream->finished)
+			continue;
+		if (!stream->started)
+			launch(st, s, stream->next_offset);
+		while (stream->known_extent && !stream_is_single(st) &&
+			   stream->next_offset < stream->end &&
+			   list_length(st->pending) < st->window)
+			launch(st, s, stream->next_offset);
+	}
+}
+
+/* Drop the queued requests of a stream that ended. */
+static void
+abandon_stream_pending(DalpScanState *st, int stream_index)
+{
+	ListCell   *lc;
+
+	foreach(lc, st->pending)
+	{
+		DalpPending *p = (DalpPending *) lfirst(lc);
+
+		if (p->stream == stream_index)
+		{
+			dalp_http_abandon(p->req);
+			st->pending = foreach_delete_current(st->pending, lc);
+		}
+	}
 }
 
 static int
@@ -486,56 +870,247 @@ seen_on_previous_page(DalpScanState *st, int index)
 						 compare_ids) != NULL;
 }
 
-/* Read the next page of the current stream into st->page. */
-static void
-read_page(DalpScanState *st)
+/*
+ * Make the next page in stream order the current page.  False when every
+ * stream is finished.
+ */
+static bool
+next_page(DalpScanState *st)
 {
-	bool		single = st->item_key != NULL || !st->res->is_collection;
-	MemoryContext old;
-	char	   *path;
+	DalpPending *p;
+	DalpStream *stream;
 	DalpHttpResult *res;
+	MemoryContext old;
+	bool		found;
+	bool		single = stream_is_single(st);
+	int			requested;
+
+	while (st->cur_stream < st->nstreams && st->streams[st->cur_stream].finished)
+		st->cur_stream++;
+	if (st->cur_stream >= st->nstreams)
+		return false;
+	stream = &st->streams[st->cur_stream];
+	if (!stream->started ||
+		(st->pending == NIL ||
+		 ((DalpPending *) linitial(st->pending))->stream != st->cur_stream))
+		launch(st, st->cur_stream, stream->next_offset);
+	fill_pipeline(st);
+
+	p = (DalpPending *) linitial(st->pending);
+	st->pending = list_delete_first(st->pending);
 
 	dalp_page_release(&st->page);
 	MemoryContextReset(st->page_cxt);
 	old = MemoryContextSwitchTo(st->page_cxt);
-	path = build_request_path(st, st->res, st->token, st->item_key, st->sort,
-							  st->filters, st->offset);
-	res = fetch(st, path, single && st->res->item_404_is_empty);
-	if (res == NULL)
-		st->page.nitems = 0;
-	else
+	res = dalp_http_wait(p->req);
+	st->requests += res->attempts;
+	st->retries += res->attempts - 1;
+	st->bytes += res->bytes;
+	found = check_response(&st->conf, res, p->path,
+						   single && st->res->item_404_is_empty);
+	if (found)
 		dalp_page_parse(&st->page, res, st->res, single,
-						dalp_decode_for_display(path));
+						dalp_decode_for_display(p->path));
 	MemoryContextSwitchTo(old);
 
 	st->pages++;
 	dalp_stats_for(st->conf.serverid)->pages++;
+	st->have_page = true;
 	st->next_item = 0;
-	st->last_page = single || page_is_last(st, st->offset);
-	st->offset += st->page.nitems;
+	st->cur_offset = p->offset;
+	requested = page_limit(st, stream, p->offset);
+
+	if (single || st->mode != DALP_MODE_ROWS ||
+		page_is_last(&st->page, p->offset, requested) ||
+		(stream->end >= 0 && p->offset + st->page.nitems >= stream->end))
+	{
+		stream->finished = true;
+		abandon_stream_pending(st, st->cur_stream);
+	}
+	else if (st->page.total >= 0 && !stream->known_extent)
+	{
+		/* meta.total tells how far the stream goes: its pages may be prefetched */
+		stream->known_extent = true;
+		stream->end = stream->end >= 0 ? Min(stream->end, st->page.total) : st->page.total;
+	}
 	if (st->id_path != NIL && !single)
+	{
+		/* a stream's first page has no previous page */
+		if (p->offset == st->offset)
+		{
+			st->cur_ids = NULL;
+			st->ncur_ids = 0;
+		}
 		remember_page_ids(st);
+	}
+
+	/* the prefetch window grows with the pages the executor consumes */
+	st->window = Min(st->conf.concurrency, st->window + 1);
+	return true;
 }
 
-/* Move to the next stream; false when there is none. */
-static bool
-open_next_stream(DalpScanState *st)
+/* Fill the scan tuple from item index of the current page. */
+static void
+store_item(DalpScanState *st, TupleTableSlot *slot, int index)
 {
-	if (st->next_token >= list_length(st->tokens))
-		return false;
-	{
-		String	   *token = list_nth(st->tokens, st->next_token++);
+	MemoryContext old;
 
-		st->token = token ? strVal(token) : NULL;
+	MemoryContextReset(st->tuple_cxt);
+	old = MemoryContextSwitchTo(st->tuple_cxt);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	dalp_page_item_to_datums(&st->page, index, st->bindings, st->nbindings,
+							 st->streams[st->cur_stream].token,
+							 st->search_value, slot->tts_values,
+							 slot->tts_isnull);
+	MemoryContextSwitchTo(old);
+	st->rows++;
+	dalp_stats_for(st->conf.serverid)->rows++;
+	ExecStoreVirtualTuple(slot);
+}
+
+static TupleTableSlot *
+iterate_rows(DalpScanState *st, TupleTableSlot *slot)
+{
+	while (!st->exhausted)
+	{
+		if (st->have_page && st->next_item < st->page.nitems)
+		{
+			int			index = st->next_item++;
+
+			if (seen_on_previous_page(st, index))
+				continue;
+			store_item(st, slot, index);
+			if (st->limit > 0 && --st->limit == 0)
+				st->exhausted = true;
+			return slot;
+		}
+		if (!next_page(st))
+			st->exhausted = true;
 	}
-	st->offset = 0;
-	st->prev_ids = NULL;
-	st->nprev_ids = 0;
-	st->cur_ids = NULL;
-	st->ncur_ids = 0;
-	read_page(st);
-	st->in_stream = true;
-	return true;
+	return slot;
+}
+
+/* Items of every stream counted by paging, when the API gives no total. */
+static int64
+count_by_paging(DalpScanState *st, int stream_index)
+{
+	DalpStream *stream = &st->streams[stream_index];
+	int64		n = 0;
+	int64		offset = 0;
+	bool		last = false;
+
+	while (!last)
+	{
+		MemoryContext old = MemoryContextSwitchTo(st->page_cxt);
+		char	   *path = build_path(st->res, stream->token, NULL, NULL,
+									  stream->filters, offset, st->conf.page_size);
+		DalpHttpResult *res = dalp_http_get(&st->conf, path);
+
+		st->requests += res->attempts;
+		check_response(&st->conf, res, path, false);
+		dalp_page_release(&st->page);
+		dalp_page_parse(&st->page, res, st->res, false, dalp_decode_for_display(path));
+		MemoryContextSwitchTo(old);
+		n += st->page.nitems;
+		last = page_is_last(&st->page, offset, st->conf.page_size);
+		offset += st->page.nitems;
+		dalp_page_release(&st->page);
+		MemoryContextReset(st->page_cxt);
+	}
+	return n;
+}
+
+/* count(*): the sum of meta.total over the streams, requests in flight together. */
+static int64
+count_streams(DalpScanState *st)
+{
+	int64		total = 0;
+
+	st->window = st->conf.concurrency;
+	while (next_page(st))
+	{
+		int64		t = st->page.total;
+
+		if (t < 0)
+			t = count_by_paging(st, st->cur_stream);
+		total += t;
+	}
+	return total;
+}
+
+/* Put a count into every aggregate position of the scan tuple. */
+static void
+store_count(DalpScanState *st, TupleTableSlot *slot, int64 count,
+			const char *facet_value)
+{
+	int			natts = slot->tts_tupleDescriptor->natts;
+
+	for (int i = 0; i < natts; i++)
+	{
+		bool		is_agg = list_nth_int(st->attnums, i) == 0;
+
+		slot->tts_isnull[i] = !is_agg && facet_value == NULL;
+		if (is_agg)
+			slot->tts_values[i] = Int64GetDatum(count);
+		else if (facet_value)
+			slot->tts_values[i] = CStringGetTextDatum(facet_value);
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+static TupleTableSlot *
+iterate_aggregate(DalpScanState *st, TupleTableSlot *slot)
+{
+	MemoryContext old;
+
+	if (st->mode == DALP_MODE_COUNT)
+	{
+		if (st->exhausted)
+			return slot;
+		old = MemoryContextSwitchTo(st->tuple_cxt);
+		store_count(st, slot, st->nstreams > 0 ? count_streams(st) : 0, NULL);
+		MemoryContextSwitchTo(old);
+		st->exhausted = true;
+		return slot;
+	}
+
+	/* facets: one row per value, from a single stream */
+	if (!st->exhausted && st->facet_rows == NIL && st->nstreams > 0)
+	{
+		DalpStream *stream = &st->streams[0];
+		char	   *path = build_path(st->res, stream->token, NULL, NULL,
+									  stream->filters, 0, 1);
+
+		old = MemoryContextSwitchTo(st->exec_cxt);
+		if (dalp_fetch_total(&st->conf, path, st->facet, &st->facet_rows) != 0 &&
+			st->facet_rows == NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("DALP response for GET %s has no facet counts for \"%s\"",
+							dalp_decode_for_display(path), st->facet),
+					 errhint("Set dalp_fdw.pushdown to off to count the rows locally.")));
+		st->requests++;
+		MemoryContextSwitchTo(old);
+		if (st->facet_rows == NIL)
+			st->exhausted = true;
+	}
+	while (!st->exhausted && st->facet_rows != NIL)
+	{
+		List	   *pair = linitial(st->facet_rows);
+		int64		count = intVal(lsecond(pair));
+
+		st->facet_rows = list_delete_first(st->facet_rows);
+		if (st->facet_rows == NIL)
+			st->exhausted = true;
+		if (count <= 0)
+			continue;
+		old = MemoryContextSwitchTo(st->tuple_cxt);
+		store_count(st, slot, count, strVal(linitial(pair)));
+		MemoryContextSwitchTo(old);
+		return slot;
+	}
+	st->exhausted = true;
+	return slot;
 }
 
 static TupleTableSlot *
@@ -543,67 +1118,58 @@ dalp_iterate_foreign_scan(ForeignScanState *node)
 {
 	DalpScanState *st = (DalpScanState *) node->fdw_state;
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
-	TupleDesc	tupdesc = slot->tts_tupleDescriptor;
-	MemoryContext old;
 
 	ExecClearTuple(slot);
 	if (!st->started)
 	{
-		old = MemoryContextSwitchTo(st->exec_cxt);
+		MemoryContext old = MemoryContextSwitchTo(st->exec_cxt);
+
 		st->started = true;
-		st->exhausted = !prepare_execution(node, st);
-		if (!st->exhausted && st->tokens == NIL)
-			st->tokens = list_all_tokens(st);
+		if (!start_execution(node, st))
+		{
+			st->nstreams = 0;
+			st->exhausted = (st->mode == DALP_MODE_ROWS);
+		}
 		MemoryContextSwitchTo(old);
 	}
-
-	while (!st->exhausted)
-	{
-		if (st->in_stream && st->next_item < st->page.nitems)
-		{
-			int			index = st->next_item++;
-
-			if (seen_on_previous_page(st, index))
-				continue;
-			MemoryContextReset(st->tuple_cxt);
-			old = MemoryContextSwitchTo(st->tuple_cxt);
-			memset(slot->tts_isnull, true, sizeof(bool) * tupdesc->natts);
-			dalp_page_item_to_datums(&st->page, index, st->bindings,
-									 st->nbindings, st->token,
-									 st->search_value, slot->tts_values,
-									 slot->tts_isnull);
-			MemoryContextSwitchTo(old);
-			st->rows++;
-			dalp_stats_for(st->conf.serverid)->rows++;
-			return ExecStoreVirtualTuple(slot);
-		}
-		if (st->in_stream && !st->last_page)
-			read_page(st);
-		else if (!open_next_stream(st))
-			st->exhausted = true;
-	}
-	return slot;
+	if (st->mode == DALP_MODE_ROWS)
+		return iterate_rows(st, slot);
+	return iterate_aggregate(st, slot);
 }
 
-/* Start over; parameters may have changed, so conditions are re-evaluated. */
+/* Abandon what is in flight and forget the execution. */
 static void
-dalp_rescan_foreign_scan(ForeignScanState *node)
+reset_execution(DalpScanState *st)
 {
-	DalpScanState *st = (DalpScanState *) node->fdw_state;
+	ListCell   *lc;
 
+	foreach(lc, st->pending)
+		dalp_http_abandon(((DalpPending *) lfirst(lc))->req);
+	st->pending = NIL;
 	dalp_page_release(&st->page);
 	MemoryContextReset(st->page_cxt);
 	MemoryContextReset(st->exec_cxt);
 	st->started = false;
 	st->exhausted = false;
-	st->in_stream = false;
-	st->tokens = NIL;
-	st->next_token = 0;
+	st->have_page = false;
+	st->streams = NULL;
+	st->nstreams = 0;
+	st->cur_stream = 0;
 	st->item_key = NULL;
 	st->search_value = NULL;
-	st->filters = NULL;
+	st->facet_rows = NIL;
 	st->prev_ids = st->cur_ids = NULL;
 	st->nprev_ids = st->ncur_ids = 0;
+}
+
+/*
+ * Start over.  Parameters may have changed, so the conditions are evaluated
+ * again: a nested loop's new token reads just that token.
+ */
+static void
+dalp_rescan_foreign_scan(ForeignScanState *node)
+{
+	reset_execution((DalpScanState *) node->fdw_state);
 }
 
 static void
@@ -611,42 +1177,44 @@ dalp_end_foreign_scan(ForeignScanState *node)
 {
 	DalpScanState *st = (DalpScanState *) node->fdw_state;
 
-	if (st != NULL)
-		dalp_page_release(&st->page);
+	if (st != NULL && st->exec_cxt != NULL)
+		reset_execution(st);
 }
 
-/* A condition's value as EXPLAIN shows it: the constant, or its expression. */
+/* An expression as EXPLAIN shows it: a constant's value, else the expression. */
 static char *
-explain_value(ExplainState *es, const DalpCond *cond, Expr *expr)
+explain_expr(ExplainState *es, Expr *expr)
 {
+	Oid			outfunc;
+	bool		isvarlena;
+
 	if (IsA(expr, Const) && !((Const *) expr)->constisnull)
 	{
-		Const	   *c = (Const *) expr;
-		bool		ok;
-
-		if (cond->op == DALP_OP_IN || cond->op == DALP_OP_NOT_IN)
-		{
-			bool		has_null;
-			StringInfoData buf;
-			ListCell   *lc;
-
-			initStringInfo(&buf);
-			foreach(lc, array_values(c->constvalue, cond->column->typid, &has_null))
-				appendStringInfo(&buf, "%s%s", buf.len ? "," : "", strVal(lfirst(lc)));
-			return buf.data;
-		}
-		{
-			char	   *text = dalp_value_to_api_text(c->constvalue, c->consttype, &ok);
-
-			if (ok)
-				return text;
-		}
+		getTypeOutputInfo(((Const *) expr)->consttype, &outfunc, &isvarlena);
+		return OidOutputFunctionCall(outfunc, ((Const *) expr)->constvalue);
 	}
 	return deparse_expression((Node *) expr, es->deparse_cxt, false, false);
 }
 
+/* A condition's value as EXPLAIN shows it: the constant, or its expression. */
+static char *
+explain_value(ExplainState *es, const DalpCond *cond, Expr *expr, int *op)
+{
+	if (IsA(expr, Const))
+	{
+		Const	   *c = (Const *) expr;
+		List	   *texts;
+		int			dropped = 0;
+
+		if (cond_texts(cond, c->constvalue, c->constisnull, op, &texts,
+					   &dropped) == VALUE_SEND)
+			return join_texts(texts, 0, list_length(texts));
+	}
+	return explain_expr(es, expr);
+}
+
 /*
- * EXPLAIN (VERBOSE): each planned request as "DALP Request: GET ...",
+ * EXPLAIN (VERBOSE): the planned requests as "DALP Request: GET ...",
  * decoded for reading; EXPLAIN ANALYZE adds what was sent and received.
  */
 static void
@@ -660,36 +1228,56 @@ dalp_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 		StringInfoData filters;
 		const char *token = st->table_token;
 		const char *item_key = NULL;
-		ListCell   *lc_cond;
-		ListCell   *lc_expr;
+		char	   *limit_text = NULL;
+		char	   *offset_text = NULL;
+		int			nconds = list_length(st->conds);
+		int			i = 0;
+		ListCell   *lc;
 		char	   *path;
 
 		initStringInfo(&filters);
 		appendStringInfoChar(&filters, '?');
-		forboth(lc_cond, st->conds, lc_expr, fsplan->fdw_exprs)
+		foreach(lc, fsplan->fdw_exprs)
 		{
-			DalpCond   *cond = (DalpCond *) lfirst(lc_cond);
-			char	   *text = explain_value(es, cond, (Expr *) lfirst(lc_expr));
+			Expr	   *expr = (Expr *) lfirst(lc);
 
-			if (cond->role == DALP_COND_TOKEN)
-				token = (cond->op == DALP_OP_IN) ? psprintf("{each of %s}", text) : text;
-			else if (cond->role == DALP_COND_ITEM)
-				item_key = text;
+			if (i < nconds)
+			{
+				DalpCond   *cond = list_nth(st->conds, i);
+				int			op = cond->op;
+				char	   *text = explain_value(es, cond, expr, &op);
+
+				if (cond->role == DALP_COND_TOKEN)
+					token = (op == DALP_OP_IN) ? psprintf("{each of %s}", text) : text;
+				else if (cond->role == DALP_COND_ITEM)
+					item_key = text;
+				else
+					append_param(&filters, filter_key(cond, op), text);
+			}
+			else if (i == nconds && (st->limit_flags & DALP_LIMIT_COUNT))
+				limit_text = explain_expr(es, expr);
 			else
-				append_filter(&filters, cond, text);
+				offset_text = explain_expr(es, expr);
+			i++;
 		}
 		if (dalp_resource_is_per_token(st->res) && token == NULL)
 		{
 			const DalpResourceDef *tokens_res = dalp_resource_lookup("tokens");
 
-			path = build_request_path(st, tokens_res, NULL, NULL,
-									  tokens_res->scan_sort, NULL, 0);
-			ExplainPropertyText("DALP Request", psprintf("GET %s",
-														 dalp_decode_for_display(path)), es);
+			path = build_path(tokens_res, NULL, NULL, tokens_res->scan_sort,
+							  NULL, 0, st->conf.page_size);
+			ExplainPropertyText("DALP Request",
+								psprintf("GET %s", dalp_decode_for_display(path)), es);
 			token = "{each token}";
 		}
-		path = build_request_path(st, st->res, token, item_key, st->sort,
-								  query_params_tail(&filters), 0);
+		if (st->mode != DALP_MODE_ROWS)
+			limit_text = "1";
+		else if (limit_text == NULL)
+			limit_text = psprintf("%d", st->conf.page_size);
+		path = build_path_text(st->res, token, item_key,
+							   st->mode == DALP_MODE_ROWS ? st->sort : NULL,
+							   filters.len > 1 ? filters.data + 2 : "",
+							   offset_text, limit_text);
 		ExplainPropertyText("DALP Request",
 							psprintf("GET %s", dalp_decode_for_display(path)), es);
 	}
@@ -719,6 +1307,7 @@ dalp_fdw_handler(PG_FUNCTION_ARGS)
 	routine->GetForeignRelSize = dalp_get_foreign_rel_size;
 	routine->GetForeignPaths = dalp_get_foreign_paths;
 	routine->GetForeignPlan = dalp_get_foreign_plan;
+	routine->GetForeignUpperPaths = dalp_get_foreign_upper_paths;
 	routine->BeginForeignScan = dalp_begin_foreign_scan;
 	routine->IterateForeignScan = dalp_iterate_foreign_scan;
 	routine->ReScanForeignScan = dalp_rescan_foreign_scan;

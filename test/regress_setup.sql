@@ -17,10 +17,10 @@ IMPORT FOREIGN SCHEMA v2 FROM SERVER sim INTO dalp;
 
 -- sim('faults ''{...}''') runs test/simctl.py against the simulator and
 -- returns its output, one row per line.
+CREATE TEMP TABLE sim_out (line text);
 CREATE OR REPLACE FUNCTION pg_temp.sim(args text) RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 BEGIN
-  CREATE TEMP TABLE IF NOT EXISTS sim_out (line text);
   TRUNCATE sim_out;
   EXECUTE format('COPY sim_out FROM PROGRAM %L WITH (FORMAT csv, DELIMITER E''\x01'', QUOTE E''\x02'')',
                  format('/usr/bin/python3 %s/test/simctl.py --url %s %s',
@@ -39,6 +39,10 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
   RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
+
+-- Set the simulator's faults ('{}' clears them).
+CREATE OR REPLACE FUNCTION pg_temp.sim_faults(conf text) RETURNS void
+LANGUAGE sql AS $$ SELECT count(*) FROM pg_temp.sim('faults ' || quote_literal(conf)) $$;
 
 -- Number of API requests the simulator logged since the last clear.
 CREATE OR REPLACE FUNCTION pg_temp.sim_requests() RETURNS int

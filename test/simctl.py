@@ -20,6 +20,7 @@ exits 1.
 import argparse
 import json
 import os
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -59,6 +60,7 @@ def tokens(url):
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)     # `simctl.py log | head` ends quietly
     ap = argparse.ArgumentParser(description="control the DALP simulator")
     ap.add_argument("--url", default=os.environ.get("DALP_SIM_URL"), help="default: $DALP_SIM_URL")
     sub = ap.add_subparsers(dest="cmd", required=True)
