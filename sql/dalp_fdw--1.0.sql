@@ -40,3 +40,11 @@ AS 'MODULE_PATHNAME', 'dalp_fdw_stats_reset'
 LANGUAGE C STRICT VOLATILE;
 
 REVOKE ALL ON FUNCTION stats_reset() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Catalog introspection (issue 7)
+-- ---------------------------------------------------------------------------
+
+-- ---------------------------------------------------------------------------
+-- Indexer health, record-date snapshots and the event mirror (issue 4)
+-- ---------------------------------------------------------------------------
