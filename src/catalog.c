@@ -13,7 +13,11 @@
 #include "dalp_fdw.h"
 
 #include "catalog/pg_type.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
 
 #define NAME_OPS	(DALP_OP_EQ | DALP_OP_NE | DALP_OP_ILIKE | DALP_OP_IN)
 #define RAW_COLUMN	{"raw", JSONBOID, DALP_VALUE_RAW, NULL, NULL, 0, NULL}
@@ -256,4 +260,137 @@ dalp_column_names(const DalpResourceDef *res)
 	for (int i = 0; i < res->ncolumns; i++)
 		appendStringInfo(&buf, "%s%s", i ? ", " : "", res->columns[i].name);
 	return buf.data;
+}
+
+/* ----------------------------------------------------------------
+ * SQL introspection of the catalog
+ *
+ * The README's table list is rendered from these functions
+ * (test/readme_tables.py) and test/t_readme.sh fails when it differs, so
+ * the documentation cannot drift from the code that plans and decodes.
+ * ----------------------------------------------------------------
+ */
+
+#define CATALOG_RESOURCE_COLS	9
+#define CATALOG_COLUMN_COLS		10
+
+/* A nullable text Datum. */
+static Datum
+text_or_null(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/* The DALP_OP_* bits as the API's operator names, in the order of the bits. */
+static Datum
+op_names_array(int ops)
+{
+	Datum		names[16];
+	int			n = 0;
+
+	for (int bit = DALP_OP_EQ; bit <= DALP_OP_NOT_IN; bit <<= 1)
+		if (ops & bit)
+			names[n++] = CStringGetTextDatum(dalp_op_name(bit));
+	return PointerGetDatum(construct_array(names, n, TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+static const char *
+value_kind_name(DalpValueKind kind)
+{
+	switch (kind)
+	{
+		case DALP_VALUE_PATH:
+			return "path";
+		case DALP_VALUE_TOKEN:
+			return "token";
+		case DALP_VALUE_RAW:
+			return "raw";
+		case DALP_VALUE_NAMED_VALUES:
+			return "named_values";
+		case DALP_VALUE_SEARCH_ECHO:
+			return "search";
+	}
+	return NULL;
+}
+
+/*
+ * dalp_fdw.catalog_resources(): one row per resource, in catalog order
+ * (the order IMPORT FOREIGN SCHEMA creates the tables in).
+ */
+PG_FUNCTION_INFO_V1(dalp_fdw_catalog_resources);
+
+Datum
+dalp_fdw_catalog_resources(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < dalp_nresources; i++)
+	{
+		const DalpResourceDef *res = &resource_defs[i];
+		Datum		values[CATALOG_RESOURCE_COLS];
+		bool		nulls[CATALOG_RESOURCE_COLS] = {0};
+		Datum		ties[lengthof(res->sort_ties)];
+		int			nties = 0;
+
+		for (int t = 0; t < lengthof(res->sort_ties) && res->sort_ties[t]; t++)
+			ties[nties++] = CStringGetTextDatum(res->sort_ties[t]);
+
+		values[0] = CStringGetTextDatum(res->name);
+		values[1] = CStringGetTextDatum(psprintf("%s%s", DALP_API_PREFIX,
+												 res->path));
+		values[2] = BoolGetDatum(dalp_resource_is_per_token(res));
+		values[3] = BoolGetDatum(res->is_collection);
+		values[4] = text_or_null(res->rows_field, &nulls[4]);
+		values[5] = text_or_null(res->item_path
+								 ? psprintf("%s%s", DALP_API_PREFIX, res->item_path)
+								 : NULL, &nulls[5]);
+		values[6] = text_or_null(res->item_key_column, &nulls[6]);
+		values[7] = text_or_null(res->scan_sort, &nulls[7]);
+		values[8] = PointerGetDatum(construct_array(ties, nties, TEXTOID, -1,
+													false, TYPALIGN_INT));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * dalp_fdw.catalog_columns(): one row per column of every resource, in the
+ * order IMPORT FOREIGN SCHEMA declares them.
+ */
+PG_FUNCTION_INFO_V1(dalp_fdw_catalog_columns);
+
+Datum
+dalp_fdw_catalog_columns(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < dalp_nresources; i++)
+	{
+		const DalpResourceDef *res = &resource_defs[i];
+
+		for (int c = 0; c < res->ncolumns; c++)
+		{
+			const DalpColumnDef *col = &res->columns[c];
+			Datum		values[CATALOG_COLUMN_COLS];
+			bool		nulls[CATALOG_COLUMN_COLS] = {0};
+
+			values[0] = CStringGetTextDatum(res->name);
+			values[1] = Int32GetDatum(c + 1);
+			values[2] = CStringGetTextDatum(col->name);
+			values[3] = ObjectIdGetDatum(col->typid);
+			values[4] = CStringGetTextDatum(value_kind_name(col->kind));
+			values[5] = text_or_null(col->json_path, &nulls[5]);
+			values[6] = text_or_null(col->filter, &nulls[6]);
+			values[7] = op_names_array(col->filter ? col->ops : 0);
+			values[8] = text_or_null(col->sort, &nulls[8]);
+			values[9] = BoolGetDatum(col->facet);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+								 values, nulls);
+		}
+	}
+	return (Datum) 0;
 }

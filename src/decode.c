@@ -198,6 +198,9 @@ dalp_page_parse(DalpPage *page, const DalpHttpResult *res,
 				 errmsg("DALP response for GET %s is not valid JSON", display_path),
 				 html
 				 ? errdetail("The response has Content-Type \"%s\".", res->content_type)
+				 : jerr == json_tokener_continue
+				 ? errdetail("The response ends in the middle of a JSON value after %zu bytes.",
+							 res->body_len)
 				 : errdetail("The JSON parser stopped with: %s.",
 							 json_tokener_error_desc(jerr)),
 				 errhint("A proxy or gateway may have answered instead of DALP; check base_url.")));

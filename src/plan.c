@@ -676,7 +676,7 @@ sort_for_pathkeys(RelOptInfo *baserel, DalpRelInfo *info, List *pathkeys)
 				(col = column_of_var(em->em_expr, baserel, info)) != NULL)
 				break;
 		}
-		if (col == NULL || col->sort == NULL ||
+		if (col == NULL || (primary == NULL && col->sort == NULL) ||
 			pk->pk_nulls_first != desc ||
 			pk->pk_opfamily != lookup_type_cache(col->typid,
 												 TYPECACHE_BTREE_OPFAMILY)->btree_opf)
@@ -1014,7 +1014,8 @@ add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 				agg->aggdistinct || agg->aggorder)
 				return;
 		}
-		else if (facet == NULL || column_of_var(expr, input_rel, info) != facet)
+		else if (contain_var_clause((Node *) expr) &&
+				 (facet == NULL || column_of_var(expr, input_rel, info) != facet))
 			return;
 	}
 
@@ -1069,7 +1070,7 @@ add_final_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *final_rel,
 		(parse->limitOffset && !is_pushable_value((Expr *) parse->limitOffset, baserel, false)))
 		return;
 	/* every Var the target needs must be a plain column */
-	foreach(lc, pull_var_clause((Node *) final_rel->reltarget->exprs, 0))
+	foreach(lc, pull_var_clause((Node *) root->upper_targets[UPPERREL_FINAL]->exprs, 0))
 		if (((Var *) lfirst(lc))->varattno <= 0)
 			return;
 
@@ -1082,7 +1083,8 @@ add_final_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *final_rel,
 	total -= info->conf.fdw_startup_cost / 10;
 
 	add_path(final_rel, (Path *)
-			 create_foreign_upper_path(root, final_rel, final_rel->reltarget,
+			 create_foreign_upper_path(root, final_rel,
+									   root->upper_targets[UPPERREL_FINAL],
 									   rows, startup, total,
 									   parse->sortClause ? root->sort_pathkeys : NIL,
 									   NULL,

@@ -39,8 +39,9 @@ typedef struct DalpStream
 	bool		started;		/* its first page was requested */
 	bool		finished;		/* its last page was consumed */
 	int64		next_offset;	/* next page offset not yet requested */
-	int64		end;			/* offset the stream ends at (limit), or -1 */
-	bool		known_extent;	/* next_offset..end may be prefetched */
+	int64		end;			/* offset a LIMIT ends the stream at, or -1 */
+	int64		extent;			/* meta.total seen: pages up to it may be
+								 * prefetched (-1: not known yet) */
 } DalpStream;
 
 /* A page requested and not yet consumed. */
@@ -732,6 +733,7 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 			stream->filters = strVal(lfirst(lv));
 			stream->next_offset = st->offset;
 			stream->end = st->limit >= 0 ? st->offset + st->limit : -1;
+			stream->extent = -1;
 		}
 	}
 	st->window = 1;
@@ -803,8 +805,9 @@ fill_pipeline(DalpScanState *st)
 			continue;
 		if (!stream->started)
 			launch(st, s, stream->next_offset);
-		while (stream->known_extent && !stream_is_single(st) &&
-			   stream->next_offset < stream->end &&
+		while (stream->extent >= 0 && !stream_is_single(st) &&
+			   stream->next_offset < stream->extent &&
+			   (stream->end < 0 || stream->next_offset < stream->end) &&
 			   list_length(st->pending) < st->window)
 			launch(st, s, stream->next_offset);
 	}
@@ -927,11 +930,14 @@ next_page(DalpScanState *st)
 		stream->finished = true;
 		abandon_stream_pending(st, st->cur_stream);
 	}
-	else if (st->page.total >= 0 && !stream->known_extent)
+	else if (st->page.total >= 0)
 	{
-		/* meta.total tells how far the stream goes: its pages may be prefetched */
-		stream->known_extent = true;
-		stream->end = stream->end >= 0 ? Min(stream->end, st->page.total) : st->page.total;
+		/*
+		 * meta.total tells how far the stream goes, so its pages may be
+		 * prefetched; whether a page is the last is still decided by that
+		 * page itself, as the collection may grow meanwhile.
+		 */
+		stream->extent = st->page.total;
 	}
 	if (st->id_path != NIL && !single)
 	{

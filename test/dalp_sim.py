@@ -59,8 +59,8 @@ NOW_S = 1790812800              # 2026-10-01T00:00:00Z: the simulated chain head
 
 
 def ts_ms(block):
-    """Block timestamp in ms. Two of every three consecutive blocks share a
-    second, so equal timestamps across blocks are common, as on real chains."""
+    """Block timestamp in ms: 5 s apart, except that of every three blocks two
+    share a timestamp, so equal timestamps across blocks are common."""
     return (T0 + 5 * ((block - B0) * 2 // 3)) * 1000
 
 
@@ -286,7 +286,6 @@ class Generator:
         self.gap_mean = APPEND_GAP
         self.start_block = start_block
         self.end_block = end_block
-        self.unit = 10 ** tok.decimals
         self.ckpt = "HISTORICAL_BALANCES" in tok.extensions
         self.avail = Bag()           # accounts with something available to send
         self.frozen = Bag()          # accounts with frozen tokens
@@ -345,7 +344,7 @@ class Generator:
             L.append(k, s, a, b, amt, block, txi, txno)
             if a >= 0:
                 self._sync(a)
-            if b >= 0 and k != MODULE_ADDED:
+            if b >= 0 and k != MODULE_ADDED:     # there b is a module, not an account
                 self._sync(b)
 
     def _sync(self, acct):
@@ -364,7 +363,8 @@ class Generator:
 
     def _fresh(self):
         """A new amount: 1 to a million whole tokens, any base-unit digits."""
-        return self.rng.randrange(self.unit, self.unit * 10 ** self.rng.randint(1, 6))
+        unit = self.tok.unit
+        return self.rng.randrange(unit, unit * 10 ** self.rng.randint(1, 6))
 
     def _part(self, x):
         """Some of x; now and then all of it, so holders also drop to zero."""
@@ -495,7 +495,8 @@ FACTORIES = (
     ("Equity Factory", "ATKEquityFactory",
      ("ACCESS_MANAGED", "BURNABLE", "CUSTODIAN", "HISTORICAL_BALANCES", "PAUSABLE")),
     ("Fund Factory", "ATKFundFactory", ("ACCESS_MANAGED", "BURNABLE", "CUSTODIAN", "PAUSABLE", "REDEEMABLE")),
-    ("StableCoin Factory", "ATKStableCoinFactory", ("ACCESS_MANAGED", "BURNABLE", "COLLATERAL", "CUSTODIAN", "PAUSABLE")),
+    ("StableCoin Factory", "ATKStableCoinFactory",
+     ("ACCESS_MANAGED", "BURNABLE", "COLLATERAL", "CUSTODIAN", "PAUSABLE")),
     ("Deposit Factory", "ATKDepositFactory", ("ACCESS_MANAGED", "BURNABLE", "COLLATERAL", "CUSTODIAN", "PAUSABLE")),
     ("Real Estate Factory", "ATKRealEstateFactory", ("ACCESS_MANAGED", "BURNABLE", "CUSTODIAN", "PAUSABLE")),
     ("Precious Metal Factory", "ATKPreciousMetalFactory",
@@ -602,7 +603,7 @@ class Token:
                 "fromWallet": self.world.accounts[frm], "toWallet": self.world.accounts[to],
                 "amount": shift(amount, self.decimals), "amountExact": str(amount),
                 "status": rng.choice(("pending", "approved", "revoked", "executed")),
-                "createdAt": iso(created + rng.randrange(200 * DAY) * 1000)})
+                "createdAt": iso(rng.randrange(created, (T0 + HISTORY_END_DAY * DAY) * 1000, 1000))})
 
     # -- rendering --
 
@@ -786,7 +787,9 @@ def truth(tok, at_us=None):
         n += 1
         v = {x["name"]: x["value"] for x in e["values"]}
         name = e["eventName"]
-        amt = int(v["amount"]) if "amount" in v else 0
+        if "amount" not in v:
+            continue
+        amt = int(v["amount"])
         sums[name] += amt
         if name == "MintCompleted":
             bal[v["to"]] += amt
@@ -1123,7 +1126,7 @@ class Api:
     def __init__(self, world, api_key):
         self.world = world
         self.api_key = api_key
-        self.lock = threading.RLock()        # one reader or writer of the data at a time
+        self.lock = threading.Lock()         # one reader or writer of the data at a time
         self.cache = LRU(4096, 256 << 20)
         self.selections = LRU(32)            # filtered, sorted row sets, for paging through them
 
@@ -1155,7 +1158,7 @@ class Api:
                 seen.add(k)
             with self.lock:
                 resp = self._route(path, pairs)
-                self.cache.put(cache_key, resp, len(resp.body) * 2)
+                self.cache.put(cache_key, resp, len(resp.body) * 5 // 4)    # gzip adds about a fifth
             return resp
         except ApiError as e:
             return Resp.json(e.status, e.body)
@@ -1457,13 +1460,15 @@ class Sim:
 
     def control(self, method, path, pairs, body):
         args = json.loads(body) if body.strip() else {}
+        if not isinstance(args, dict):
+            raise ValueError("the body must be a JSON object")
         q = dict(pairs)
         if path == "/_sim/log" and method == "GET":
             since, prefix = int(q.get("since", 0)), q.get("path_prefix", "")
             with self.log_lock:
                 rows = sorted((e for e in self.log if e["seq"] > since and e["path"].startswith(prefix)),
                               key=lambda e: e["seq"])
-            return Resp.json(200, {"count": len(rows)} if q.get("count") else rows)
+            return Resp.json(200, {"count": len(rows)} if q.get("count") in ("1", "true") else rows)
         if path == "/_sim/log/clear" and method == "POST":
             with self.log_lock:
                 self.log, self.seq = [], 0
@@ -1598,6 +1603,11 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        # clients that hang up (a cancelled query, a timeout) are normal here
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def main():

@@ -1,0 +1,291 @@
+/*
+ * raw_client.c: the practical limit for bench/run.sh.
+ *
+ * Reads every page of one token's events the way dalp_fdw does (the same
+ * request paths, gzip offered, keep-alive, up to N requests in flight with
+ * curl multi), parses every page with json-c and sums the "amount" values,
+ * and nothing else.  The sum is exact (decimal limbs), so the benchmark can
+ * check that dalp_fdw, this client and the PL/Python peer read the same data.
+ *
+ * usage: raw_client BASE_URL API_KEY TOKEN [-c CONCURRENCY] [-p PAGE_SIZE]
+ *                   [-r RUNS] [-n]
+ *   -n  fetch only, do not parse: what the simulator alone can serve
+ * Prints one line per run:
+ *   seconds=S pages=N rows=N amounts=N bytes=N connections=N sum=DIGITS
+ *
+ * Build: gcc -O2 -o raw_client raw_client.c -lcurl -ljson-c
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#define MAX_CONCURRENCY 64
+#define LIMB_BASE 1000000000u
+#define NLIMBS 16				/* 144 decimal digits: a million uint256s */
+
+typedef struct Transfer
+{
+	CURL	   *easy;
+	long		offset;
+	char	   *body;
+	size_t		len;
+	size_t		cap;
+} Transfer;
+
+typedef struct Run
+{
+	long		pages;
+	long		rows;
+	long		amounts;
+	long		total;			/* meta.total, -1 until the first page */
+	uint32_t	sum[NLIMBS];	/* little-endian base 1e9 */
+} Run;
+
+static const char *base_url;
+static const char *token;
+static struct curl_slist *headers;
+static int	page_size = 200;
+static bool parse = true;
+
+static void
+die(const char *msg, const char *detail)
+{
+	fprintf(stderr, "raw_client: %s%s%s\n", msg, detail ? ": " : "",
+			detail ? detail : "");
+	exit(1);
+}
+
+static size_t
+on_data(char *data, size_t size, size_t nmemb, void *arg)
+{
+	Transfer   *t = arg;
+	size_t		n = size * nmemb;
+
+	if (t->len + n + 1 > t->cap)
+	{
+		size_t		cap = t->cap ? t->cap : 65536;
+
+		while (cap < t->len + n + 1)
+			cap *= 2;
+		if ((t->body = realloc(t->body, cap)) == NULL)
+			die("out of memory", NULL);
+		t->cap = cap;
+	}
+	memcpy(t->body + t->len, data, n);
+	t->len += n;
+	return n;
+}
+
+/* The same path dalp_fdw sends for a page (scan.c build_path_text). */
+static void
+start(CURLM *multi, Transfer *t, long offset)
+{
+	char		url[1024];
+
+	if (offset > 0)
+		snprintf(url, sizeof(url),
+				 "%s/api/v2/tokens/%s/events?page%%5Blimit%%5D=%d&page%%5Boffset%%5D=%ld&sort=blockTimestamp",
+				 base_url, token, page_size, offset);
+	else
+		snprintf(url, sizeof(url),
+				 "%s/api/v2/tokens/%s/events?page%%5Blimit%%5D=%d&sort=blockTimestamp",
+				 base_url, token, page_size);
+	t->offset = offset;
+	t->len = 0;
+	curl_easy_setopt(t->easy, CURLOPT_URL, url);
+	curl_multi_add_handle(multi, t->easy);
+}
+
+/* sum += the decimal digits s (no sign, no point) */
+static void
+add_decimal(uint32_t *sum, const char *s, size_t len)
+{
+	uint64_t	carry = 0;
+	int			limb = 0;
+
+	while (len > 0 || carry)
+	{
+		uint32_t	chunk = 0;
+		size_t		take = len < 9 ? len : 9;
+		uint32_t	scale = 1;
+
+		if (limb == NLIMBS)
+			die("sum overflows", NULL);
+		for (size_t i = len - take; i < len; i++)
+		{
+			if (s[i] < '0' || s[i] > '9')
+				die("amount is not a decimal integer", s);
+			chunk = chunk * 10 + (uint32_t) (s[i] - '0');
+			scale *= 10;
+		}
+		(void) scale;
+		len -= take;
+		carry += (uint64_t) sum[limb] + chunk;
+		sum[limb++] = (uint32_t) (carry % LIMB_BASE);
+		carry /= LIMB_BASE;
+	}
+}
+
+static void
+print_sum(const uint32_t *sum)
+{
+	int			top = NLIMBS - 1;
+
+	while (top > 0 && sum[top] == 0)
+		top--;
+	printf("%" PRIu32, sum[top]);
+	while (--top >= 0)
+		printf("%09" PRIu32, sum[top]);
+}
+
+static void
+consume(Run *run, Transfer *t)
+{
+	json_tokener *tok;
+	json_object *root;
+	json_object *data;
+	json_object *v;
+	size_t		n;
+
+	run->pages++;
+	if (!parse)
+		return;
+	tok = json_tokener_new();
+	root = json_tokener_parse_ex(tok, t->body, (int) t->len);
+	if (root == NULL || json_tokener_get_error(tok) != json_tokener_success)
+		die("page is not JSON", NULL);
+	json_tokener_free(tok);
+	if (!json_object_object_get_ex(root, "data", &data) ||
+		!json_object_is_type(data, json_type_array))
+		die("page has no data array", NULL);
+	n = json_object_array_length(data);
+	for (size_t i = 0; i < n; i++)
+	{
+		json_object *values;
+
+		if (!json_object_object_get_ex(json_object_array_get_idx(data, i),
+									   "values", &values))
+			continue;
+		for (size_t j = 0; j < json_object_array_length(values); j++)
+		{
+			json_object *e = json_object_array_get_idx(values, j);
+			json_object *name;
+
+			if (json_object_object_get_ex(e, "name", &name) &&
+				strcmp(json_object_get_string(name), "amount") == 0 &&
+				json_object_object_get_ex(e, "value", &v))
+			{
+				add_decimal(run->sum, json_object_get_string(v),
+							(size_t) json_object_get_string_len(v));
+				run->amounts++;
+				break;
+			}
+		}
+	}
+	run->rows += (long) n;
+	if (run->total < 0 && json_object_object_get_ex(root, "meta", &v) &&
+		json_object_object_get_ex(v, "total", &v))
+		run->total = (long) json_object_get_int64(v);
+	json_object_put(root);
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * One scan: the first page alone (it tells meta.total, as for dalp_fdw),
+ * then every other page with up to `concurrency` requests in flight.
+ */
+static void
+scan(CURLM *multi, Transfer *xfers, int concurrency)
+{
+	Run			run = {0};
+	long		next_offset;
+	long		bytes = 0;
+	long		connects = 0;
+	int			active = 0;
+	double		t0 = now_s();
+
+	run.total = -1;
+	start(multi, &xfers[0], 0);
+	active = 1;
+	next_offset = page_size;
+	while (active > 0)
+	{
+		int			running;
+		int			left;
+		CURLMsg    *msg;
+
+		curl_multi_perform(multi, &running);
+		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+		{
+			Transfer   *t;
+			long		status = 0;
+			curl_off_t	down = 0;
+			long		nconn = 0;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+			if (msg->data.result != CURLE_OK)
+				die("transfer failed", curl_easy_strerror(msg->data.result));
+			curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+			if (status != 200)
+				die("HTTP status is not 200", NULL);
+			curl_easy_getinfo(t->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+			curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &nconn);
+			bytes += (long) down;
+			connects += nconn;
+			curl_multi_remove_handle(multi, t->easy);
+			active--;
+			if (!parse && run.total < 0)
+			{
+				/* fetch-only runs still need the extent: parse page one */
+				parse = true;
+				consume(&run, t);
+				parse = false;
+			}
+			else
+				consume(&run, t);
+			/* refill: this handle and any idle ones, in offset order */
+			for (int i = 0; i < concurrency && next_offset < run.total; i++)
+			{
+				bool		busy = false;
+
+				if (&xfers[i] != t)
+				{
+					/* a handle is idle when it is not the one just ended and not running */
+					busy = (active > 0 && xfers[i].offset >= 0);
+				}
+				if (!busy)
+				{
+					start(multi, &xfers[i], next_offset);
+					next_offset += page_size;
+					active++;
+				}
+			}
+			t->offset = (t->offset == next_offset - page_size) ? t->offset : t->offset;
+		}
+		if (active > 0)
+			curl_multi_poll(multi, NULL, 0, 1000, NULL);
+	}
+	printf("seconds=%.4f pages=%ld rows=%ld amounts=%ld bytes=%ld connections=%ld sum=",
+		   now_s() - t0, run.pages, run.rows, run.amounts, bytes, connects);
+	print_sum(run.sum);
+	printf("\n");
+	fflush(stdout);
+}
