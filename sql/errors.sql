@@ -43,6 +43,12 @@ SELECT pg_temp.sqlstate_of('SELECT * FROM once_factories') LIKE '08006:%' OR
 SELECT pg_temp.sim_faults('{"every": {"504": 1}}');
 SELECT * FROM once_factories;
 
+-- when retries run out the error says how many attempts were made
+ALTER SERVER once OPTIONS (SET max_retries '2', ADD retry_base_ms '1');
+SELECT pg_temp.sim_faults('{"every": {"503": 1}}');
+SELECT * FROM once_factories;
+ALTER SERVER once OPTIONS (SET max_retries '0');
+
 -- answers that are not what the contract promises
 SELECT pg_temp.sim_faults('{"every": {"malformed": 1}}');
 SELECT * FROM once_factories;

@@ -60,8 +60,10 @@ NOW_S = 1790812800              # 2026-10-01T00:00:00Z: the simulated chain head
 
 def ts_ms(block):
     """Block timestamp in ms: 5 s apart, except that of every three blocks two
-    share a timestamp, so equal timestamps across blocks are common."""
-    return (T0 + 5 * ((block - B0) * 2 // 3)) * 1000
+    share a timestamp, so equal timestamps across blocks are common.  The
+    milliseconds follow from the second, so readers must keep them."""
+    sec = T0 + 5 * ((block - B0) * 2 // 3)
+    return sec * 1000 + (sec * 7919) % 1000
 
 
 def block_at(seconds):
@@ -810,7 +812,8 @@ def truth(tok, at_us=None):
 # ---------------------------------------------------------------------------
 
 class ApiError(Exception):
-    KINDS = {401: ("DALP-0001", "authentication", False), 404: ("DALP-0004", "not-found", False),
+    KINDS = {400: ("DALP-0400", "validation", False), 401: ("DALP-0001", "authentication", False),
+             403: ("DALP-0006", "permission", False), 404: ("DALP-0004", "not-found", False),
              405: ("DALP-0005", "validation", False), 422: ("DALP-0022", "validation", False),
              429: ("DALP-0029", "rate-limit", True), 500: ("DALP-0500", "internal", True),
              502: ("DALP-0502", "upstream", True), 503: ("DALP-0503", "unavailable", True),
@@ -1328,7 +1331,8 @@ class Api:
 # ---------------------------------------------------------------------------
 
 # When several kinds fall on the same request, the first in this order wins.
-FAULT_ORDER = ("reset", "slow", "html", "malformed", "wrongshape", "429", "500", "502", "503", "504")
+FAULT_ORDER = ("reset", "slow", "html", "malformed", "wrongshape", "400", "403", "422", "429", "500", "502", "503",
+               "504")
 FAULT_KEYS = {"latency_ms", "every", "retry_after", "slow_ms", "path_prefix"}
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
              b"<body><h1>Bad Gateway</h1><p>The proxy could not reach the upstream server.</p></body></html>\n")
@@ -1378,7 +1382,9 @@ class Faults:
         if kind == "wrongshape":
             return Resp.json(200, {"items": [], "count": 0})
         status = int(kind)
-        err = ApiError(status, {429: "Rate limit exceeded.", 500: "Internal server error.",
+        err = ApiError(status, {400: "Bad request.", 403: "User does not have the required role to execute this action.",
+                                422: "The query does not match what this collection accepts.",
+                                429: "Rate limit exceeded.", 500: "Internal server error.",
                                 502: "Bad gateway.", 503: "Service unavailable.", 504: "Gateway timeout."}[status],
                        "Injected by the simulator.", "Retry later.")
         headers = (("Retry-After", str(self.conf["retry_after"])),) if status == 429 else ()
