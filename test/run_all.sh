@@ -77,6 +77,8 @@ run_test() {
   if ((rc == 0)); then
     passed+=("$name")
     printf 'PASS %s (%ss)\n' "$name" $((SECONDS - t0))
+    # a test's last line states what it measured
+    sed -n '$s/^/     /p' "$out"
     return 0
   fi
   failed+=("$name")
