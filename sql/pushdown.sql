@@ -80,6 +80,34 @@ SELECT pg_temp.same_rows($$SELECT i.issuer, e.id FROM issuer_tokens i JOIN dalp.
 -- a LATERAL reference works the same way
 SELECT pg_temp.same_rows($$SELECT i.issuer, x.n FROM issuer_tokens i, LATERAL (SELECT count(*) AS n FROM dalp.holders h WHERE h.token_address = i.token) x$$);
 
+-- a join on a filter column sends each outer row's value
+CREATE TEMP TABLE my_txs (token text, hash text);
+INSERT INTO my_txs VALUES (:'acb', :'tx');
+ANALYZE my_txs;
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT m.hash, e.event_name FROM my_txs m
+  JOIN dalp.events e ON e.token_address = m.token AND e.transaction_hash = m.hash;
+SELECT pg_temp.same_rows($$SELECT m.hash, e.event_name FROM my_txs m JOIN dalp.events e ON e.token_address = m.token AND e.transaction_hash = m.hash$$);
+-- a join on tokens.address: one listing of /tokens costs less than a lookup per row
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT i.issuer, t.symbol FROM issuer_tokens i JOIN dalp.tokens t ON t.address = i.token;
+SELECT pg_temp.same_rows($$SELECT i.issuer, t.symbol FROM issuer_tokens i JOIN dalp.tokens t ON t.address = i.token$$);
+
+-- use_remote_estimate: the planner reads meta.total with one request
+CREATE FUNCTION pg_temp.plan_rows(q text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE plan json;
+BEGIN
+  EXECUTE 'EXPLAIN (FORMAT JSON) ' || q INTO plan;
+  RETURN (plan->0->'Plan'->>'Plan Rows')::bigint;
+END $$;
+SELECT pg_temp.plan_rows(format('SELECT * FROM dalp.events WHERE token_address = %L AND event_name = %L', :'hif', 'TransferCompleted')) AS default_estimate;
+ALTER FOREIGN TABLE dalp.events OPTIONS (ADD use_remote_estimate 'true');
+SELECT count(*) AS lines FROM pg_temp.sim('clear');
+SELECT pg_temp.plan_rows(format('SELECT * FROM dalp.events WHERE token_address = %L AND event_name = %L', :'hif', 'TransferCompleted')) =
+       (SELECT count(*) FROM dalp.events WHERE token_address = :'hif' AND event_name = 'TransferCompleted') AS remote_estimate_exact;
+SELECT pg_temp.sim_requests() AS requests;  -- two plannings and one count
+ALTER FOREIGN TABLE dalp.events OPTIONS (DROP use_remote_estimate);
+
 -- events --------------------------------------------------------------------
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM dalp.events WHERE token_address = :'acb' AND event_name = 'Redeemed';
 SELECT pg_temp.same_rows(format('SELECT id FROM dalp.events WHERE token_address = %L AND event_name = %L', :'acb', 'Redeemed'));
@@ -126,7 +154,7 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*) FROM dalp.events WHERE token_addres
 -- a mixed-case token address matches nothing and says why, without a request
 SELECT count(*) AS lines FROM pg_temp.sim('clear');
 SELECT count(*) FROM dalp.events WHERE token_address = upper(:'acb');
-SELECT pg_temp.sim_requests() AS requests;
+SELECT pg_temp.sim_requests() AS requests;  -- two plannings and one count
 
 -- prepared statements: $n parameters are sent
 PREPARE newest(text, text, int) AS

@@ -707,55 +707,60 @@ sort_for_pathkeys(RelOptInfo *baserel, DalpRelInfo *info, List *pathkeys)
 	return psprintf("%s%s", descending ? "-" : "", primary->sort);
 }
 
-/* Is token_address of this relation one side of an equivalence class? */
+/*
+ * Is this equivalence member a column the API looks up by equality (the
+ * token path, a filter, an item key or a search key)?
+ */
 static bool
-ec_member_is_token(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
-				   EquivalenceMember *em, void *arg)
+ec_member_is_key(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
+				 EquivalenceMember *em, void *arg)
 {
 	DalpRelInfo *info = (DalpRelInfo *) arg;
 	const DalpColumnDef *col = column_of_var(em->em_expr, rel, info);
 
-	return col != NULL && col->kind == DALP_VALUE_TOKEN;
+	return col != NULL && column_accepts(info->res, col, DALP_OP_EQ);
 }
 
-/* Add a path parameterized by the outer side of a join on token_address. */
+/*
+ * Add a path parameterized by required_outer: a nested loop passes the
+ * outer row's values, and each rescan sends them (a join on token_address
+ * reads just that token; on transaction_hash, a filtered lookup).
+ */
 static void
-add_token_param_path(PlannerInfo *root, RelOptInfo *baserel, DalpRelInfo *info,
-					 RestrictInfo *rinfo)
+add_param_path(PlannerInfo *root, RelOptInfo *baserel, DalpRelInfo *info,
+			   Relids required_outer)
 {
-	Relids		required_outer;
-	ParamPathInfo *ppi;
+	ParamPathInfo *ppi = get_baserel_parampathinfo(root, baserel, required_outer);
+	List	   *conds;
+	List	   *values;
+	List	   *local;
+	List	   *filters;
+	bool		one_token;
+	double		rows;
 	Cost		startup;
 	Cost		total;
-	double		rows;
 
-	required_outer = bms_difference(bms_union(rinfo->clause_relids,
-											  baserel->lateral_relids),
-									baserel->relids);
-	if (bms_is_empty(required_outer))
-		return;
-	ppi = get_baserel_parampathinfo(root, baserel, required_outer);
-	rows = info->remote_rows / DEFAULT_TOKEN_COUNT;
-	estimate_cost(info, baserel, rows, 1, &startup, &total);
+	classify_clauses(baserel, info, ppi->ppi_clauses, true, &conds, &values,
+					 &local, &filters);
+	one_token = info->single_stream || pins_one_token(conds);
+	rows = clamp_row_est(ppi->ppi_rows);
+	estimate_cost(info, baserel, rows,
+				  one_token ? 1 : DEFAULT_TOKEN_COUNT + 1, &startup, &total);
 	add_path(baserel, (Path *)
-			 create_foreignscan_path(root, baserel, NULL,
-									 clamp_row_est(ppi->ppi_rows),
-									 startup, total, NIL, required_outer,
-									 NULL, NIL));
+			 create_foreignscan_path(root, baserel, NULL, rows, startup, total,
+									 NIL, required_outer, NULL, NIL));
 }
 
-/* Parameterized paths: a join on token_address reads just the outer tokens. */
+/* Parameterized paths for the join clauses the API can take. */
 static void
 add_join_paths(PlannerInfo *root, RelOptInfo *baserel, DalpRelInfo *info)
 {
 	List	   *clauses;
+	List	   *outer_sets = NIL;
 	ListCell   *lc;
 
-	if (!dalp_resource_is_per_token(info->res) || info->single_stream)
-		return;
-
 	clauses = generate_implied_equalities_for_column(root, baserel,
-													 ec_member_is_token,
+													 ec_member_is_key,
 													 info,
 													 baserel->lateral_referencers);
 	foreach(lc, baserel->joininfo)
@@ -767,11 +772,30 @@ add_join_paths(PlannerInfo *root, RelOptInfo *baserel, DalpRelInfo *info)
 		if (!join_clause_is_movable_to(rinfo, baserel))
 			continue;
 		cond = classify_clause(baserel, info, rinfo->clause, true, &value);
-		if (cond && cond->role == DALP_COND_TOKEN && cond->op == DALP_OP_EQ)
+		if (cond && cond->op == DALP_OP_EQ)
 			clauses = lappend(clauses, rinfo);
 	}
+
+	/* one path per set of outer relations: it takes all their join clauses */
 	foreach(lc, clauses)
-		add_token_param_path(root, baserel, info, (RestrictInfo *) lfirst(lc));
+	{
+		RestrictInfo *rinfo = (RestrictInfo *) lfirst(lc);
+		Relids		required_outer;
+		ListCell   *lo;
+		bool		seen = false;
+
+		required_outer = bms_difference(bms_union(rinfo->clause_relids,
+												  baserel->lateral_relids),
+										baserel->relids);
+		if (bms_is_empty(required_outer))
+			continue;
+		foreach(lo, outer_sets)
+			seen |= bms_equal((Relids) lfirst(lo), required_outer);
+		if (seen)
+			continue;
+		outer_sets = lappend(outer_sets, required_outer);
+		add_param_path(root, baserel, info, required_outer);
+	}
 }
 
 void
