@@ -154,7 +154,7 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*) FROM dalp.events WHERE token_addres
 -- a mixed-case token address matches nothing and says why, without a request
 SELECT count(*) AS lines FROM pg_temp.sim('clear');
 SELECT count(*) FROM dalp.events WHERE token_address = upper(:'acb');
-SELECT pg_temp.sim_requests() AS requests;  -- two plannings and one count
+SELECT pg_temp.sim_requests() AS requests;
 
 -- prepared statements: $n parameters are sent
 PREPARE newest(text, text, int) AS
