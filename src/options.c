@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 
 #include "access/reloptions.h"
 #include "catalog/pg_foreign_data_wrapper.h"
@@ -37,6 +38,7 @@ typedef enum DalpOptionKind
 {
 	DALP_OPT_URL,
 	DALP_OPT_INT,
+	DALP_OPT_BYTES,				/* an int stored in an int64 */
 	DALP_OPT_BOOL,
 	DALP_OPT_COST,
 	DALP_OPT_TEXT,
@@ -48,34 +50,38 @@ typedef enum DalpOptionKind
 typedef struct DalpOption
 {
 	const char *name;
-	Oid			context;		/* catalog the option belongs to */
 	DalpOptionKind kind;
-	int			min;			/* DALP_OPT_INT bounds */
+	int			min;			/* DALP_OPT_INT/BYTES bounds */
 	int			max;
+	Oid			context;		/* catalog the option belongs to */
+	int			conf_offset;	/* server options: field of DalpConnConfig */
 } DalpOption;
 
+#define SERVER(field) ForeignServerRelationId, offsetof(DalpConnConfig, field)
+#define NOT_SERVER(context) context, -1
+
 static const DalpOption valid_options[] = {
-	{"base_url", ForeignServerRelationId, DALP_OPT_URL},
-	{"page_size", ForeignServerRelationId, DALP_OPT_INT, 1, DALP_MAX_PAGE_SIZE},
-	{"concurrency", ForeignServerRelationId, DALP_OPT_INT, 1, 32},
-	{"connect_timeout_ms", ForeignServerRelationId, DALP_OPT_INT, 1, INT_MAX},
-	{"timeout_ms", ForeignServerRelationId, DALP_OPT_INT, 1, INT_MAX},
-	{"max_retries", ForeignServerRelationId, DALP_OPT_INT, 0, 100},
-	{"retry_base_ms", ForeignServerRelationId, DALP_OPT_INT, 0, 600000},
-	{"retry_after_max_ms", ForeignServerRelationId, DALP_OPT_INT, 0, 3600000},
-	{"rate_limit_per_minute", ForeignServerRelationId, DALP_OPT_INT, 1, 6000000},
-	{"max_response_bytes", ForeignServerRelationId, DALP_OPT_INT, 1024, INT_MAX},
-	{"verify_tls", ForeignServerRelationId, DALP_OPT_BOOL},
-	{"ca_file", ForeignServerRelationId, DALP_OPT_TEXT},
-	{"fdw_startup_cost", ForeignServerRelationId, DALP_OPT_COST},
-	{"fdw_request_cost", ForeignServerRelationId, DALP_OPT_COST},
-	{"fdw_tuple_cost", ForeignServerRelationId, DALP_OPT_COST},
-	{"use_remote_estimate", ForeignServerRelationId, DALP_OPT_BOOL},
-	{"api_key", UserMappingRelationId, DALP_OPT_SECRET},
-	{"resource", ForeignTableRelationId, DALP_OPT_RESOURCE},
-	{"token_address", ForeignTableRelationId, DALP_OPT_ADDRESS},
-	{"use_remote_estimate", ForeignTableRelationId, DALP_OPT_BOOL},
-	{"json_path", AttributeRelationId, DALP_OPT_TEXT},
+	{"base_url", DALP_OPT_URL, 0, 0, SERVER(base_url)},
+	{"page_size", DALP_OPT_INT, 1, DALP_MAX_PAGE_SIZE, SERVER(page_size)},
+	{"concurrency", DALP_OPT_INT, 1, 32, SERVER(concurrency)},
+	{"connect_timeout_ms", DALP_OPT_INT, 1, INT_MAX, SERVER(connect_timeout_ms)},
+	{"timeout_ms", DALP_OPT_INT, 1, INT_MAX, SERVER(timeout_ms)},
+	{"max_retries", DALP_OPT_INT, 0, 100, SERVER(max_retries)},
+	{"retry_base_ms", DALP_OPT_INT, 0, 600000, SERVER(retry_base_ms)},
+	{"retry_after_max_ms", DALP_OPT_INT, 0, 3600000, SERVER(retry_after_max_ms)},
+	{"rate_limit_per_minute", DALP_OPT_INT, 1, 6000000, SERVER(rate_limit_per_minute)},
+	{"max_response_bytes", DALP_OPT_BYTES, 1024, INT_MAX, SERVER(max_response_bytes)},
+	{"verify_tls", DALP_OPT_BOOL, 0, 0, SERVER(verify_tls)},
+	{"ca_file", DALP_OPT_TEXT, 0, 0, SERVER(ca_file)},
+	{"fdw_startup_cost", DALP_OPT_COST, 0, 0, SERVER(fdw_startup_cost)},
+	{"fdw_request_cost", DALP_OPT_COST, 0, 0, SERVER(fdw_request_cost)},
+	{"fdw_tuple_cost", DALP_OPT_COST, 0, 0, SERVER(fdw_tuple_cost)},
+	{"use_remote_estimate", DALP_OPT_BOOL, 0, 0, SERVER(use_remote_estimate)},
+	{"api_key", DALP_OPT_SECRET, 0, 0, NOT_SERVER(UserMappingRelationId)},
+	{"resource", DALP_OPT_RESOURCE, 0, 0, NOT_SERVER(ForeignTableRelationId)},
+	{"token_address", DALP_OPT_ADDRESS, 0, 0, NOT_SERVER(ForeignTableRelationId)},
+	{"use_remote_estimate", DALP_OPT_BOOL, 0, 0, NOT_SERVER(ForeignTableRelationId)},
+	{"json_path", DALP_OPT_TEXT, 0, 0, NOT_SERVER(AttributeRelationId)},
 };
 
 static const char *
@@ -228,6 +234,7 @@ check_one_option(DefElem *def, Oid context)
 			check_base_url(def);
 			break;
 		case DALP_OPT_INT:
+		case DALP_OPT_BYTES:
 			(void) parse_int_option(def, opt);
 			break;
 		case DALP_OPT_BOOL:
@@ -326,49 +333,40 @@ static void
 apply_server_option(DefElem *def, DalpConnConfig *conf)
 {
 	const DalpOption *opt = find_option(def->defname, ForeignServerRelationId);
-	const char *name = def->defname;
+	char	   *field;
 
 	if (opt == NULL)
 		return;
-	if (strcmp(name, "base_url") == 0)
+	field = (char *) conf + opt->conf_offset;
+	switch (opt->kind)
 	{
-		char	   *url = pstrdup(defGetString(def));
-		size_t		len = strlen(url);
+		case DALP_OPT_URL:
+			{
+				char	   *url = pstrdup(defGetString(def));
+				size_t		len = strlen(url);
 
-		while (len > 0 && url[len - 1] == '/')
-			url[--len] = '\0';
-		conf->base_url = url;
+				/* "/api/v2/..." is appended */
+				while (len > 0 && url[len - 1] == '/')
+					url[--len] = '\0';
+				*(char **) field = url;
+				break;
+			}
+		case DALP_OPT_INT:
+			*(int *) field = parse_int_option(def, opt);
+			break;
+		case DALP_OPT_BYTES:
+			*(int64 *) field = parse_int_option(def, opt);
+			break;
+		case DALP_OPT_BOOL:
+			*(bool *) field = defGetBoolean(def);
+			break;
+		case DALP_OPT_COST:
+			*(double *) field = parse_cost_option(def);
+			break;
+		default:
+			*(char **) field = defGetString(def);
+			break;
 	}
-	else if (strcmp(name, "page_size") == 0)
-		conf->page_size = parse_int_option(def, opt);
-	else if (strcmp(name, "concurrency") == 0)
-		conf->concurrency = parse_int_option(def, opt);
-	else if (strcmp(name, "connect_timeout_ms") == 0)
-		conf->connect_timeout_ms = parse_int_option(def, opt);
-	else if (strcmp(name, "timeout_ms") == 0)
-		conf->timeout_ms = parse_int_option(def, opt);
-	else if (strcmp(name, "max_retries") == 0)
-		conf->max_retries = parse_int_option(def, opt);
-	else if (strcmp(name, "retry_base_ms") == 0)
-		conf->retry_base_ms = parse_int_option(def, opt);
-	else if (strcmp(name, "retry_after_max_ms") == 0)
-		conf->retry_after_max_ms = parse_int_option(def, opt);
-	else if (strcmp(name, "rate_limit_per_minute") == 0)
-		conf->rate_limit_per_minute = parse_int_option(def, opt);
-	else if (strcmp(name, "max_response_bytes") == 0)
-		conf->max_response_bytes = parse_int_option(def, opt);
-	else if (strcmp(name, "verify_tls") == 0)
-		conf->verify_tls = defGetBoolean(def);
-	else if (strcmp(name, "ca_file") == 0)
-		conf->ca_file = defGetString(def);
-	else if (strcmp(name, "fdw_startup_cost") == 0)
-		conf->fdw_startup_cost = parse_cost_option(def);
-	else if (strcmp(name, "fdw_request_cost") == 0)
-		conf->fdw_request_cost = parse_cost_option(def);
-	else if (strcmp(name, "fdw_tuple_cost") == 0)
-		conf->fdw_tuple_cost = parse_cost_option(def);
-	else if (strcmp(name, "use_remote_estimate") == 0)
-		conf->use_remote_estimate = defGetBoolean(def);
 }
 
 /*

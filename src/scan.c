@@ -244,12 +244,6 @@ filter_key(const DalpCond *cond, int op)
 	return psprintf("filter[%s][%s]", cond->column->filter, dalp_op_name(op));
 }
 
-static void
-append_param(StringInfo buf, const char *key, const char *value)
-{
-	dalp_append_query_param(buf, key, value);
-}
-
 /* "a,b,c" */
 static char *
 join_texts(List *texts, int from, int count)
@@ -282,7 +276,7 @@ add_to_variants(List *variants, const char *key, List *texts)
 
 			initStringInfo(&buf);
 			appendStringInfo(&buf, "?%s", strVal(lfirst(lc)));
-			append_param(&buf, key, join_texts(texts, from, DALP_MAX_IN_VALUES));
+			dalp_append_query_param(&buf, key, join_texts(texts, from, DALP_MAX_IN_VALUES));
 			/* drop the leading '?' and the '&' a first parameter got */
 			result = lappend(result,
 							 makeString(pstrdup(buf.data + (buf.data[1] == '&' ? 2 : 1))));
@@ -444,11 +438,11 @@ build_path_text(const DalpResourceDef *res, const char *token,
 	appendStringInfoString(&buf, dalp_expand_path(res->path, token, NULL));
 	if (res->is_collection)
 	{
-		append_param(&buf, "page[limit]", limit);
+		dalp_append_query_param(&buf, "page[limit]", limit);
 		if (offset)
-			append_param(&buf, "page[offset]", offset);
+			dalp_append_query_param(&buf, "page[offset]", offset);
 		if (sort)
-			append_param(&buf, "sort", sort);
+			dalp_append_query_param(&buf, "sort", sort);
 	}
 	if (filters && filters[0])
 		appendStringInfo(&buf, "%c%s", strchr(buf.data, '?') ? '&' : '?', filters);
@@ -613,46 +607,89 @@ page_is_last(const DalpPage *page, int64 offset, int requested)
 		(page->total >= 0 && offset + page->nitems >= page->total);
 }
 
-/* Fan-out: every token address, from the /tokens collection. */
-static List *
-list_all_tokens(DalpScanState *st)
+/*
+ * Wait for a requested page (or GET it when req is NULL), count it, check
+ * its status and make it st->page.  False for a 404 the caller treats as
+ * "no item".
+ */
+static bool
+receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
+			 DalpHttpRequest *req, bool single)
 {
-	const DalpResourceDef *tokens_res = dalp_resource_lookup("tokens");
-	List	   *id_path = linitial(dalp_parse_json_path(tokens_res->id_field));
-	List	   *result = NIL;
+	MemoryContext old;
+	DalpHttpResult *result;
+	bool		found;
+
+	dalp_page_release(&st->page);
+	MemoryContextReset(st->page_cxt);
+	old = MemoryContextSwitchTo(st->page_cxt);
+	result = req ? dalp_http_wait(req) : dalp_http_get(&st->conf, path);
+	st->requests += result->attempts;
+	st->retries += result->attempts - 1;
+	st->bytes += result->bytes;
+	found = check_response(&st->conf, result, path, single && res->item_404_is_empty);
+	if (found)
+		dalp_page_parse(&st->page, result, res, single,
+						dalp_decode_for_display(path));
+	MemoryContextSwitchTo(old);
+	st->pages++;
+	dalp_stats_for(st->conf.serverid)->pages++;
+	return found;
+}
+
+typedef void (*PageCallback) (DalpScanState *st, void *arg);
+
+/* Read a whole collection page by page, one request at a time. */
+static void
+read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
+			   const char *sort, const char *filters, PageCallback per_page,
+			   void *arg)
+{
 	int64		offset = 0;
 	bool		last = false;
 
 	while (!last)
 	{
-		MemoryContext old = MemoryContextSwitchTo(st->page_cxt);
-		char	   *path = build_path(tokens_res, NULL, NULL, tokens_res->scan_sort,
-									  NULL, offset, st->conf.page_size);
-		DalpHttpResult *res = dalp_http_get(&st->conf, path);
+		char	   *path = build_path(res, token, NULL, sort, filters, offset,
+									  st->conf.page_size);
 
-		st->requests += res->attempts;
-		st->retries += res->attempts - 1;
-		st->bytes += res->bytes;
-		check_response(&st->conf, res, path, false);
-		dalp_page_release(&st->page);
-		dalp_page_parse(&st->page, res, tokens_res, false,
-						dalp_decode_for_display(path));
-		MemoryContextSwitchTo(st->exec_cxt);
-		for (int i = 0; i < st->page.nitems; i++)
-		{
-			const char *id = dalp_page_item_id(&st->page, i, id_path);
-
-			/* a token created during the listing may shift onto the next page */
-			if (id && !list_member(result, makeString((char *) id)))
-				result = lappend(result, makeString(pstrdup(id)));
-		}
-		MemoryContextSwitchTo(old);
+		receive_page(st, res, path, NULL, false);
+		per_page(st, arg);
 		last = page_is_last(&st->page, offset, st->conf.page_size);
 		offset += st->page.nitems;
-		dalp_page_release(&st->page);
-		MemoryContextReset(st->page_cxt);
 	}
-	return result;
+	dalp_page_release(&st->page);
+	MemoryContextReset(st->page_cxt);
+}
+
+static void
+collect_token_ids(DalpScanState *st, void *arg)
+{
+	List	  **ids = (List **) arg;
+	List	   *id_path = linitial(dalp_parse_json_path("id"));
+	MemoryContext old = MemoryContextSwitchTo(st->exec_cxt);
+
+	for (int i = 0; i < st->page.nitems; i++)
+	{
+		const char *id = dalp_page_item_id(&st->page, i, id_path);
+
+		/* a token created during the listing may shift onto the next page */
+		if (id && !list_member(*ids, makeString((char *) id)))
+			*ids = lappend(*ids, makeString(pstrdup(id)));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Fan-out: every token address, from the /tokens collection. */
+static List *
+list_all_tokens(DalpScanState *st)
+{
+	const DalpResourceDef *tokens_res = dalp_resource_lookup("tokens");
+	List	   *ids = NIL;
+
+	read_all_pages(st, tokens_res, NULL, tokens_res->scan_sort, NULL,
+				   collect_token_ids, &ids);
+	return ids;
 }
 
 /* Evaluate an int8 LIMIT/OFFSET value; NULL means none. */
@@ -882,9 +919,6 @@ next_page(DalpScanState *st)
 {
 	DalpPending *p;
 	DalpStream *stream;
-	DalpHttpResult *res;
-	MemoryContext old;
-	bool		found;
 	bool		single = stream_is_single(st);
 	int			requested;
 
@@ -901,23 +935,7 @@ next_page(DalpScanState *st)
 
 	p = (DalpPending *) linitial(st->pending);
 	st->pending = list_delete_first(st->pending);
-
-	dalp_page_release(&st->page);
-	MemoryContextReset(st->page_cxt);
-	old = MemoryContextSwitchTo(st->page_cxt);
-	res = dalp_http_wait(p->req);
-	st->requests += res->attempts;
-	st->retries += res->attempts - 1;
-	st->bytes += res->bytes;
-	found = check_response(&st->conf, res, p->path,
-						   single && st->res->item_404_is_empty);
-	if (found)
-		dalp_page_parse(&st->page, res, st->res, single,
-						dalp_decode_for_display(p->path));
-	MemoryContextSwitchTo(old);
-
-	st->pages++;
-	dalp_stats_for(st->conf.serverid)->pages++;
+	receive_page(st, st->res, p->path, p->req, single);
 	st->have_page = true;
 	st->next_item = 0;
 	st->cur_offset = p->offset;
@@ -996,33 +1014,21 @@ iterate_rows(DalpScanState *st, TupleTableSlot *slot)
 	return slot;
 }
 
-/* Items of every stream counted by paging, when the API gives no total. */
+static void
+add_page_items(DalpScanState *st, void *arg)
+{
+	*(int64 *) arg += st->page.nitems;
+}
+
+/* The items of a stream counted by paging, when the API gives no total. */
 static int64
 count_by_paging(DalpScanState *st, int stream_index)
 {
 	DalpStream *stream = &st->streams[stream_index];
 	int64		n = 0;
-	int64		offset = 0;
-	bool		last = false;
 
-	while (!last)
-	{
-		MemoryContext old = MemoryContextSwitchTo(st->page_cxt);
-		char	   *path = build_path(st->res, stream->token, NULL, NULL,
-									  stream->filters, offset, st->conf.page_size);
-		DalpHttpResult *res = dalp_http_get(&st->conf, path);
-
-		st->requests += res->attempts;
-		check_response(&st->conf, res, path, false);
-		dalp_page_release(&st->page);
-		dalp_page_parse(&st->page, res, st->res, false, dalp_decode_for_display(path));
-		MemoryContextSwitchTo(old);
-		n += st->page.nitems;
-		last = page_is_last(&st->page, offset, st->conf.page_size);
-		offset += st->page.nitems;
-		dalp_page_release(&st->page);
-		MemoryContextReset(st->page_cxt);
-	}
+	read_all_pages(st, st->res, stream->token, NULL, stream->filters,
+				   add_page_items, &n);
 	return n;
 }
 
@@ -1258,7 +1264,7 @@ dalp_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 				else if (cond->role == DALP_COND_ITEM)
 					item_key = text;
 				else
-					append_param(&filters, filter_key(cond, op), text);
+					dalp_append_query_param(&filters, filter_key(cond, op), text);
 			}
 			else if (i == nconds && (st->limit_flags & DALP_LIMIT_COUNT))
 				limit_text = explain_expr(es, expr);
