@@ -101,6 +101,8 @@ typedef struct DalpScanState
 	char	  **cur_ids;
 	int			ncur_ids;
 
+	DalpServerStats *stats;		/* this backend's counters for the server */
+
 	/* for EXPLAIN ANALYZE */
 	int64		requests;
 	int64		pages;
@@ -554,6 +556,7 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	}
 #endif
 	dalp_get_conn_config(st->conf.serverid, userid, &st->conf);
+	st->stats = dalp_stats_for(st->conf.serverid);
 
 	/* a base scan fills the table's columns; an upper scan its scan tuple */
 	if (fsplan->scan.scanrelid > 0)
@@ -633,7 +636,7 @@ receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
 						dalp_decode_for_display(path));
 	MemoryContextSwitchTo(old);
 	st->pages++;
-	dalp_stats_for(st->conf.serverid)->pages++;
+	st->stats->pages++;
 	return found;
 }
 
@@ -936,6 +939,8 @@ next_page(DalpScanState *st)
 	p = (DalpPending *) linitial(st->pending);
 	st->pending = list_delete_first(st->pending);
 	receive_page(st, st->res, p->path, p->req, single);
+	pfree(p->path);
+	pfree(p);
 	st->have_page = true;
 	st->next_item = 0;
 	st->cur_offset = p->offset;
@@ -988,7 +993,7 @@ store_item(DalpScanState *st, TupleTableSlot *slot, int index)
 							 slot->tts_isnull);
 	MemoryContextSwitchTo(old);
 	st->rows++;
-	dalp_stats_for(st->conf.serverid)->rows++;
+	st->stats->rows++;
 	ExecStoreVirtualTuple(slot);
 }
 
