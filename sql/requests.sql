@@ -66,6 +66,15 @@ SELECT count(*) FROM (SELECT id FROM dalp.events WHERE token_address = :'hif'
                         AND amount IS NOT NULL LIMIT 10) x;
 SELECT count(*) AS requests FROM pg_temp.requests();
 
+-- an IN list longer than the API's 100 values is split into requests
+SELECT pg_temp.clear();
+SELECT count(*) FROM dalp.events WHERE token_address = :'acb'
+   AND event_name = ANY (ARRAY['MintCompleted', 'BurnCompleted'] ||
+                         ARRAY(SELECT 'NoSuchEvent' || g FROM generate_series(1, 150) g));
+SELECT count(*) AS requests,
+       array_agg(array_length(string_to_array(query->>'filter[eventName][inArray]', ','), 1)) AS list_lengths
+  FROM pg_temp.requests();
+
 -- EXPLAIN ANALYZE counts what was sent
 EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT count(*) FROM dalp.events WHERE token_address = :'hif' AND event_name = 'CheckpointUpdated';
