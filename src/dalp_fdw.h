@@ -54,6 +54,8 @@ typedef enum DalpValueKind
 #define DALP_OP_ILIKE		0x0040
 #define DALP_OP_IN			0x0080
 #define DALP_OP_NOT_IN		0x0100
+#define DALP_OP_EQ_BARE		0x0200	/* eq, sent as filter[field]=value: the
+									 * contract names no operator for it */
 #define DALP_OP_RANGE		(DALP_OP_GT | DALP_OP_GTE | DALP_OP_LT | DALP_OP_LTE)
 
 typedef struct DalpColumnDef

@@ -92,7 +92,6 @@ typedef struct DalpScanState
 
 	/* the page being read */
 	int			cur_stream;
-	int64		cur_offset;
 	bool		have_page;
 	DalpPage	page;
 	int			next_item;
@@ -239,10 +238,12 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 	return VALUE_SEND;
 }
 
-/* "filter[field][op]" */
+/* "filter[field][op]", or "filter[field]" where the contract names no operator */
 static char *
 filter_key(const DalpCond *cond, int op)
 {
+	if (op == DALP_OP_EQ && (cond->column->ops & DALP_OP_EQ_BARE))
+		return psprintf("filter[%s]", cond->column->filter);
 	return psprintf("filter[%s][%s]", cond->column->filter, dalp_op_name(op));
 }
 
@@ -602,12 +603,18 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	MemoryContextRegisterResetCallback(st->page_cxt, cb);
 }
 
-/* Is st->page, read at offset, the last page of its collection? */
+/*
+ * Is a page, read at offset, the last of its collection?  meta.total says
+ * so when present; without it, a short page does.
+ */
 static bool
 page_is_last(const DalpPage *page, int64 offset, int requested)
 {
-	return page->nitems == 0 || page->nitems < requested ||
-		(page->total >= 0 && offset + page->nitems >= page->total);
+	if (page->nitems == 0)
+		return true;
+	if (page->total >= 0)
+		return offset + page->nitems >= page->total;
+	return page->nitems < requested;
 }
 
 /*
@@ -922,6 +929,7 @@ next_page(DalpScanState *st)
 {
 	DalpPending *p;
 	DalpStream *stream;
+	int64		offset;
 	bool		single = stream_is_single(st);
 	int			requested;
 
@@ -939,22 +947,32 @@ next_page(DalpScanState *st)
 	p = (DalpPending *) linitial(st->pending);
 	st->pending = list_delete_first(st->pending);
 	receive_page(st, st->res, p->path, p->req, single);
+	offset = p->offset;
 	pfree(p->path);
 	pfree(p);
 	st->have_page = true;
 	st->next_item = 0;
-	st->cur_offset = p->offset;
-	requested = page_limit(st, stream, p->offset);
+	requested = page_limit(st, stream, offset);
 
 	if (single || st->mode != DALP_MODE_ROWS ||
-		page_is_last(&st->page, p->offset, requested) ||
-		(stream->end >= 0 && p->offset + st->page.nitems >= stream->end))
+		page_is_last(&st->page, offset, requested) ||
+		(stream->end >= 0 && offset + st->page.nitems >= stream->end))
 	{
 		stream->finished = true;
 		abandon_stream_pending(st, st->cur_stream);
 	}
-	else if (st->page.total >= 0)
+	else
 	{
+		/*
+		 * A server that returned fewer items than asked (a lower cap than
+		 * the contract's) shifts every later offset: ask again from here.
+		 */
+		if (st->page.nitems < requested)
+		{
+			abandon_stream_pending(st, st->cur_stream);
+			stream->next_offset = offset + st->page.nitems;
+		}
+
 		/*
 		 * meta.total tells how far the stream goes, so its pages may be
 		 * prefetched; whether a page is the last is still decided by that
@@ -965,7 +983,7 @@ next_page(DalpScanState *st)
 	if (st->id_path != NIL && !single)
 	{
 		/* a stream's first page has no previous page */
-		if (p->offset == st->offset)
+		if (offset == st->offset)
 		{
 			st->cur_ids = NULL;
 			st->ncur_ids = 0;
@@ -1055,6 +1073,50 @@ count_streams(DalpScanState *st)
 	return total;
 }
 
+/*
+ * Count the facet column's values on the current page into *arg, a List
+ * of (String value, Integer count) pairs.
+ */
+static void
+count_facet_values(DalpScanState *st, void *arg)
+{
+	List	  **pairs = (List **) arg;
+	int			natts = list_length(st->attnums);
+	Datum	   *values = MemoryContextAlloc(st->page_cxt, sizeof(Datum) * natts);
+	bool	   *nulls = MemoryContextAlloc(st->page_cxt, sizeof(bool) * natts);
+	MemoryContext old;
+
+	Assert(st->nbindings == 1);
+	for (int i = 0; i < st->page.nitems; i++)
+	{
+		char	   *value;
+		ListCell   *lc;
+		bool		found = false;
+
+		MemoryContextReset(st->tuple_cxt);
+		old = MemoryContextSwitchTo(st->tuple_cxt);
+		dalp_page_item_to_datums(&st->page, i, st->bindings, 1, NULL, NULL,
+								 values, nulls);
+		MemoryContextSwitchTo(old);
+		if (nulls[st->bindings[0].attnum - 1])
+			continue;
+		value = TextDatumGetCString(values[st->bindings[0].attnum - 1]);
+		foreach(lc, *pairs)
+		{
+			List	   *pair = (List *) lfirst(lc);
+
+			if (strcmp(strVal(linitial(pair)), value) == 0)
+			{
+				intVal(lsecond(pair))++;
+				found = true;
+				break;
+			}
+		}
+		if (!found)
+			*pairs = lappend(*pairs, list_make2(makeString(value), makeInteger(1)));
+	}
+}
+
 /* Put a count into every aggregate position of the scan tuple. */
 static void
 store_count(DalpScanState *st, TupleTableSlot *slot, int64 count,
@@ -1099,13 +1161,11 @@ iterate_aggregate(DalpScanState *st, TupleTableSlot *slot)
 									  stream->filters, 0, 1);
 
 		old = MemoryContextSwitchTo(st->exec_cxt);
+		/* meta.facets may be {}: then count the values page by page */
 		if (dalp_fetch_total(&st->conf, path, st->facet, &st->facet_rows) != 0 &&
 			st->facet_rows == NIL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("DALP response for GET %s has no facet counts for \"%s\"",
-							dalp_decode_for_display(path), st->facet),
-					 errhint("Set dalp_fdw.pushdown to off to count the rows locally.")));
+			read_all_pages(st, st->res, stream->token, NULL, stream->filters,
+						   count_facet_values, &st->facet_rows);
 		st->requests++;
 		MemoryContextSwitchTo(old);
 		if (st->facet_rows == NIL)
