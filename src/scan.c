@@ -71,6 +71,7 @@ typedef struct DalpScanState
 	List	   *id_path;		/* dedupe key path, or NIL */
 	char	   *sort;			/* sort parameter, or NULL */
 
+	MemoryContext scan_cxt;		/* the whole scan, rescans included */
 	MemoryContext exec_cxt;		/* one execution; reset by ReScan */
 	MemoryContext page_cxt;		/* the current page */
 	MemoryContext tuple_cxt;	/* the current row */
@@ -89,6 +90,8 @@ typedef struct DalpScanState
 	int64		limit;			/* rows still wanted, or -1 */
 	int64		offset;			/* first row wanted */
 	List	   *facet_rows;		/* DALP_MODE_FACETS: (value, count) pairs */
+	List	   *all_tokens;		/* the /tokens listing of a fan-out, kept
+								 * across rescans (scan_cxt) */
 
 	/* the page being read */
 	int			cur_stream;
@@ -583,6 +586,7 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	if (st->res->id_field && st->res->is_collection)
 		st->id_path = linitial(dalp_parse_json_path(st->res->id_field));
 
+	st->scan_cxt = estate->es_query_cxt;
 	st->exec_cxt = AllocSetContextCreate(estate->es_query_cxt,
 										 "dalp_fdw execution",
 										 ALLOCSET_DEFAULT_SIZES);
@@ -676,8 +680,8 @@ static void
 collect_token_ids(DalpScanState *st, void *arg)
 {
 	List	  **ids = (List **) arg;
+	MemoryContext old = MemoryContextSwitchTo(st->scan_cxt);
 	List	   *id_path = linitial(dalp_parse_json_path("id"));
-	MemoryContext old = MemoryContextSwitchTo(st->exec_cxt);
 
 	for (int i = 0; i < st->page.nitems; i++)
 	{
@@ -690,16 +694,19 @@ collect_token_ids(DalpScanState *st, void *arg)
 	MemoryContextSwitchTo(old);
 }
 
-/* Fan-out: every token address, from the /tokens collection. */
+/*
+ * Fan-out: every token address, from the /tokens collection; listed once
+ * per scan, as a rescan (a nested loop) needs the same list.
+ */
 static List *
 list_all_tokens(DalpScanState *st)
 {
 	const DalpResourceDef *tokens_res = dalp_resource_lookup("tokens");
-	List	   *ids = NIL;
 
-	read_all_pages(st, tokens_res, NULL, tokens_res->scan_sort, NULL,
-				   collect_token_ids, &ids);
-	return ids;
+	if (st->all_tokens == NIL)
+		read_all_pages(st, tokens_res, NULL, tokens_res->scan_sort, NULL,
+					   collect_token_ids, &st->all_tokens);
+	return st->all_tokens;
 }
 
 /* Evaluate an int8 LIMIT/OFFSET value; NULL means none. */
