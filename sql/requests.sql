@@ -75,6 +75,16 @@ SELECT count(*) AS requests,
        array_agg(array_length(string_to_array(query->>'filter[eventName][inArray]', ','), 1)) AS list_lengths
   FROM pg_temp.requests();
 
+-- dalp_fdw.stats(): this backend's counters; connections are kept across queries
+SELECT dalp_fdw.stats_reset();
+SELECT sum(amount) > 0 AS summed FROM dalp.events WHERE token_address = :'hif';
+SELECT connections_opened AS conns_after_first FROM dalp_fdw.stats() WHERE server = 'sim' \gset
+SELECT sum(balance) > 0 AS summed FROM dalp.holders WHERE token_address = :'hif';
+SELECT server, requests, pages, rows, retries, errors, rate_limit_waits, bytes > 0 AS bytes,
+       connections_opened = :conns_after_first AS no_new_connections,
+       network_wait_ms > 0 AS waited
+  FROM dalp_fdw.stats();
+
 -- EXPLAIN ANALYZE counts what was sent
 EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT count(*) FROM dalp.events WHERE token_address = :'hif' AND event_name = 'CheckpointUpdated';
