@@ -40,7 +40,8 @@ static const DalpColumnDef token_columns[] = {
 	DALP_OP_RANGE, "createdAt"},
 	{"created_by", TEXTOID, DALP_VALUE_PATH, "createdBy.id", NULL, 0, NULL},
 	{"extensions", TEXTARRAYOID, DALP_VALUE_PATH, "extensions", NULL, 0, NULL},
-	{"q", TEXTOID, DALP_VALUE_SEARCH_ECHO, NULL, "q", DALP_OP_EQ, NULL},
+	{"q", TEXTOID, DALP_VALUE_SEARCH_ECHO, NULL, "q",
+	DALP_OP_EQ | DALP_OP_EQ_BARE, NULL},
 	RAW_COLUMN
 };
 
@@ -80,8 +81,13 @@ static const DalpColumnDef event_columns[] = {
 	"values.account|values.user|values.owner", NULL, 0, NULL},
 	{"amount", NUMERICOID, DALP_VALUE_PATH, "values.amount", NULL, 0, NULL},
 	{"values", JSONBOID, DALP_VALUE_NAMED_VALUES, "values", NULL, 0, NULL},
+	/*
+	 * The API also takes accountAddress inArray, but a search column echoes
+	 * the one value searched for: with a list it could not say which value
+	 * an event matched, so only "=" is sent.
+	 */
 	{"involves_address", TEXTOID, DALP_VALUE_SEARCH_ECHO, NULL,
-	"accountAddress", DALP_OP_EQ | DALP_OP_IN, NULL, true},
+	"accountAddress", DALP_OP_EQ, NULL, true},
 	RAW_COLUMN
 };
 
@@ -282,7 +288,10 @@ text_or_null(const char *s, bool *isnull)
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
-/* The DALP_OP_* bits as the API's operator names, in the order of the bits. */
+/*
+ * The operator bits as the API's operator names, in the order of the bits.
+ * DALP_OP_EQ_BARE is left out: it says how eq is spelled, not an operator.
+ */
 static Datum
 op_names_array(int ops)
 {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# README.md lists the foreign tables as the catalog defines them: the block
+# between "<!-- tables: ... -->" and "<!-- /tables -->" must equal what
+# test/readme_tables.py renders from dalp_fdw.catalog_resources() and
+# dalp_fdw.catalog_columns(); on a difference this fails and shows the diff
+# (fix: test/readme_tables.py --write).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# A database of its own, so that the extension's state in others does not matter.
+db=dalp_readme_$$
+altered=$(mktemp)
+cleanup() {
+  rm -f "$altered"
+  dalp_psql -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  dalp_stop_all
+}
+trap cleanup EXIT
+dalp_psql -q -d postgres -c "CREATE DATABASE $db"
+export PGDATABASE=$db
+dalp_psql -q -c "CREATE EXTENSION dalp_fdw"
+
+"$DALP_PYTHON" "$DALP_REPO/test/readme_tables.py" --check ||
+  dalp_die "README.md's table list differs from the catalog (diff above); run test/readme_tables.py --write"
+
+# The check must notice a difference: a README with one column less fails it.
+sed '0,/`decimals int`, /s///' "$DALP_REPO/README.md" >"$altered"
+cmp -s "$altered" "$DALP_REPO/README.md" && dalp_die "could not alter a copy of README.md"
+if "$DALP_PYTHON" "$DALP_REPO/test/readme_tables.py" --check --readme "$altered" >/dev/null 2>&1; then
+  dalp_die "a README.md with a column missing passed the check"
+fi
+tables=$(dalp_psql -tA -c "SELECT count(*) FROM dalp_fdw.catalog_resources()")
+echo "ok: README.md lists the $tables foreign tables of the catalog, with their columns and pushdown"
