@@ -123,6 +123,19 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id, involves_address FROM dalp.events WHERE 
 SELECT count(*) > 0 AS found, bool_and(involves_address = :'acb_sender') AS echoed,
        bool_and(:'acb_sender' IN (from_address, to_address, account, "values"->>'owner', "values"->>'user')) AS involved
   FROM dalp.events WHERE token_address = :'acb' AND involves_address = :'acb_sender';
+-- several searched addresses: one request each, every row echoing its own
+SELECT address AS second_holder FROM (SELECT account AS address FROM dalp.holders
+  WHERE token_address = :'acb' ORDER BY balance_exact DESC, account LIMIT 1) h \gset
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id, involves_address FROM dalp.events
+ WHERE token_address = :'acb' AND involves_address IN (:'acb_sender', :'second_holder');
+SELECT involves_address = :'acb_sender' AS is_first_sender, count(*) > 0 AS found,
+       bool_and(involves_address IN (from_address, to_address, account, "values"->>'owner', "values"->>'user')) AS involved
+  FROM dalp.events WHERE token_address = :'acb' AND involves_address IN (:'acb_sender', :'second_holder')
+ GROUP BY 1 ORDER BY 1;
+-- a malformed address matches nothing, without a request
+SELECT count(*) AS lines FROM pg_temp.sim('clear');
+SELECT count(*) FROM dalp.events WHERE token_address = :'acb' AND sender IN ('nobody', '0xZZ');
+SELECT pg_temp.sim_requests() AS requests;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM dalp.events WHERE token_address = :'acb' AND transaction_hash = :'tx';
 SELECT pg_temp.same_rows(format('SELECT id FROM dalp.events WHERE token_address = %L AND transaction_hash = %L', :'acb', :'tx'));
 -- a hash in capitals matches nothing, as against the lowercase data

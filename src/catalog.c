@@ -87,7 +87,7 @@ static const DalpColumnDef event_columns[] = {
 	 * an event matched, so only "=" is sent.
 	 */
 	{"involves_address", TEXTOID, DALP_VALUE_SEARCH_ECHO, NULL,
-	"accountAddress", DALP_OP_EQ, NULL, true},
+	"accountAddress", DALP_OP_EQ | DALP_OP_IN, NULL, true},
 	RAW_COLUMN
 };
 

@@ -218,7 +218,7 @@ column_accepts(const DalpResourceDef *res, const DalpColumnDef *col, int op)
 		case DALP_COND_TOKEN:
 			return op == DALP_OP_EQ || op == DALP_OP_IN;
 		case DALP_COND_SEARCH:
-			return op == DALP_OP_EQ;
+			return (col->ops & op) != 0;
 		case DALP_COND_ITEM:
 			return dalp_pushdown_enabled;
 		case DALP_COND_FILTER:
@@ -362,27 +362,58 @@ classify_clauses(RelOptInfo *baserel, DalpRelInfo *info, List *clauses,
 				 bool allow_outer, List **conds, List **values,
 				 List **local, List **filters)
 {
+	int			nclauses = list_length(clauses);
+	DalpCond  **found = palloc0(sizeof(DalpCond *) * Max(nclauses, 1));
+	Expr	  **found_values = palloc0(sizeof(Expr *) * Max(nclauses, 1));
+	bool		has_item = false;
+	bool		has_search = false;
+	int			i = 0;
 	ListCell   *lc;
 
-	*conds = *values = *local = *filters = NIL;
 	foreach(lc, clauses)
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
-		Expr	   *value = NULL;
-		DalpCond   *cond = NULL;
 
 		if (!rinfo->pseudoconstant)
-			cond = classify_clause(baserel, info, rinfo->clause, allow_outer,
-								   &value);
+			found[i] = classify_clause(baserel, info, rinfo->clause,
+									   allow_outer, &found_values[i]);
+		if (found[i])
+		{
+			has_item |= found[i]->role == DALP_COND_ITEM;
+			has_search |= found[i]->role == DALP_COND_SEARCH;
+		}
+		i++;
+	}
+
+	/*
+	 * The single-item path takes neither filters nor search keys.  A search
+	 * key selects what exists, which a lookup by key cannot do: next to one,
+	 * the key is checked locally.  Otherwise the lookup is used and the
+	 * filters are checked locally (on one row at most).
+	 */
+	if (has_search)
+		has_item = false;
+
+	*conds = *values = *local = *filters = NIL;
+	i = 0;
+	foreach(lc, clauses)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		DalpCond   *cond = found[i];
+
+		if (cond && ((has_search && cond->role == DALP_COND_ITEM) ||
+					 (has_item && cond->role == DALP_COND_FILTER)))
+			cond = NULL;
 		if (cond)
 		{
 			*conds = lappend(*conds, cond);
-			*values = lappend(*values, value);
+			*values = lappend(*values, found_values[i]);
 		}
 		if (cond == NULL || !cond->exact)
 			*local = lappend(*local, rinfo);
 		if (cond == NULL || cond->role != DALP_COND_TOKEN)
 			*filters = lappend(*filters, rinfo);
+		i++;
 	}
 }
 
@@ -415,6 +446,9 @@ may_split(List *conds, List *values)
 
 		if (cond->role == DALP_COND_FILTER && cond->op == DALP_OP_IN &&
 			!in_list_fits((Expr *) lfirst(lv)))
+			return true;
+		/* each searched value is a request of its own */
+		if (cond->role == DALP_COND_SEARCH && cond->op == DALP_OP_IN)
 			return true;
 	}
 	return false;
@@ -568,6 +602,7 @@ dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 	Relation	rel;
 	int			use_remote_estimate;
 	int			nbindings;
+	List	   *all_attnums = NIL;
 	double		rows = -1;
 
 	baserel->fdw_private = info;
@@ -588,9 +623,15 @@ dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 		info->conf.use_remote_estimate = use_remote_estimate;
 	info->attnums = used_attnums(baserel);
 
-	/* validate the column mapping now, so a bad table fails at its first query */
+	/*
+	 * Validate the mapping of every column, read by this query or not, so
+	 * that a table with a column the catalog does not know fails at its
+	 * first query whatever that query reads.
+	 */
 	rel = table_open(foreigntableid, NoLock);
-	(void) dalp_make_bindings(rel, info->res, info->attnums, NIL, &nbindings);
+	for (int i = 1; i <= RelationGetNumberOfAttributes(rel); i++)
+		all_attnums = lappend_int(all_attnums, i);
+	(void) dalp_make_bindings(rel, info->res, all_attnums, NIL, &nbindings);
 	table_close(rel, NoLock);
 
 	classify_clauses(baserel, info, baserel->baserestrictinfo, false,

@@ -36,6 +36,7 @@ typedef struct DalpStream
 {
 	const char *token;
 	const char *filters;		/* encoded "k=v&k=v", or "" */
+	const char *search_value;	/* what the search column returns, or NULL */
 	bool		started;		/* its first page was requested */
 	bool		finished;		/* its last page was consumed */
 	int64		next_offset;	/* next page offset not yet requested */
@@ -86,7 +87,6 @@ typedef struct DalpScanState
 	List	   *pending;		/* DalpPending *, in stream/offset order */
 	int			window;			/* requests allowed in flight */
 	char	   *item_key;		/* single-item lookup key, or NULL */
-	char	   *search_value;	/* echoed by the search column */
 	int64		limit;			/* rows still wanted, or -1 */
 	int64		offset;			/* first row wanted */
 	List	   *facet_rows;		/* DALP_MODE_FACETS: (value, count) pairs */
@@ -121,23 +121,20 @@ typedef enum ValueVerdict
 	VALUE_ALWAYS				/* every row matches: send nothing */
 } ValueVerdict;
 
-static bool
-has_uppercase(const char *s)
-{
-	for (; *s; s++)
-		if (*s >= 'A' && *s <= 'Z')
-			return true;
-	return false;
-}
-
 /*
- * A value of a column the API compares ignoring case, that can match
- * DALP's lowercase data: no uppercase letter, and (in a list) no comma.
+ * Can a value of an address or hash column match DALP's data, which holds
+ * "0x" followed by lowercase hexadecimal digits?  (The API compares such
+ * columns ignoring case, and would reject a malformed one.)
  */
 static bool
-can_match_lowercase(const char *s, bool in_list)
+is_dalp_hex(const char *s)
 {
-	return !has_uppercase(s) && !(in_list && strchr(s, ',') != NULL);
+	if (s[0] != '0' || s[1] != 'x' || s[2] == '\0')
+		return false;
+	for (s += 2; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return false;
+	return true;
 }
 
 /*
@@ -168,12 +165,12 @@ timestamp_bound(int *op, Datum *value)
 /*
  * The texts to send for one condition's value, normalized so that the API
  * returns exactly the rows the SQL condition keeps (see plan.c).  *op may
- * change (timestamp bounds).  *dropped_case counts values dropped for
- * their uppercase letters.
+ * change (timestamp bounds).  *dropped_malformed counts address values
+ * dropped because they cannot match DALP's lowercase hex.
  */
 static ValueVerdict
 cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
-		   List **texts, int *dropped_case)
+		   List **texts, int *dropped_malformed)
 {
 	Oid			typid = cond->column->typid;
 	bool		is_list = (*op == DALP_OP_IN || *op == DALP_OP_NOT_IN);
@@ -206,9 +203,9 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 				continue;
 			}
 			text = dalp_value_to_api_text(elems[i], typid);
-			if (cond->column->case_insensitive && !can_match_lowercase(text, true))
+			if (cond->column->case_insensitive && !is_dalp_hex(text))
 			{
-				(*dropped_case)++;
+				(*dropped_malformed)++;
 				continue;
 			}
 			if (!cond->column->case_insensitive && strchr(text, ',') != NULL)
@@ -232,10 +229,9 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 			return v;
 	}
 	*texts = list_make1(makeString(dalp_value_to_api_text(value, typid)));
-	if (cond->column->case_insensitive &&
-		!can_match_lowercase(strVal(linitial(*texts)), false))
+	if (cond->column->case_insensitive && !is_dalp_hex(strVal(linitial(*texts))))
 	{
-		(*dropped_case)++;
+		(*dropped_malformed)++;
 		return (*op == DALP_OP_NE) ? VALUE_ALWAYS : VALUE_NEVER;
 	}
 	return VALUE_SEND;
@@ -263,29 +259,68 @@ join_texts(List *texts, int from, int count)
 }
 
 /*
- * The filter variants of a scan: every condition is added to each variant;
- * an IN list longer than the API's cap multiplies the variants by its
- * chunks.  Each variant is an encoded "k=v&k=v" string.
+ * One variant of the filters: a scan reads each token once per variant.
+ * Every condition is added to each variant; an IN list longer than the
+ * API's cap multiplies the variants by its chunks, and a search key with
+ * several values by its values (each variant echoes its own).
  */
+typedef struct DalpVariant
+{
+	char	   *filters;		/* encoded "k=v&k=v", or "" */
+	char	   *search_value;	/* what the search column returns, or NULL */
+} DalpVariant;
+
+static DalpVariant *
+make_variant(const DalpVariant *base, const char *key, const char *value,
+			 const char *search_value)
+{
+	DalpVariant *v = palloc(sizeof(DalpVariant));
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "?%s", base->filters);
+	dalp_append_query_param(&buf, key, value);
+	/* drop the leading '?' and the '&' a first parameter got */
+	v->filters = pstrdup(buf.data + (buf.data[1] == '&' ? 2 : 1));
+	v->search_value = (char *) (search_value ? search_value : base->search_value);
+	return v;
+}
+
 static List *
-add_to_variants(List *variants, const char *key, List *texts)
+add_filter_to_variants(List *variants, const char *key, List *texts)
 {
 	List	   *result = NIL;
-	int			n = list_length(texts);
 	ListCell   *lc;
 
 	foreach(lc, variants)
-	{
-		for (int from = 0; from < Max(n, 1); from += DALP_MAX_IN_VALUES)
-		{
-			StringInfoData buf;
-
-			initStringInfo(&buf);
-			appendStringInfo(&buf, "?%s", strVal(lfirst(lc)));
-			dalp_append_query_param(&buf, key, join_texts(texts, from, DALP_MAX_IN_VALUES));
-			/* drop the leading '?' and the '&' a first parameter got */
+		for (int from = 0; from < list_length(texts); from += DALP_MAX_IN_VALUES)
 			result = lappend(result,
-							 makeString(pstrdup(buf.data + (buf.data[1] == '&' ? 2 : 1))));
+							 make_variant(lfirst(lc), key,
+										  join_texts(texts, from, DALP_MAX_IN_VALUES),
+										  NULL));
+	return result;
+}
+
+/* A search key: one variant per value; a variant searching another value goes. */
+static List *
+add_search_to_variants(List *variants, const char *key, List *texts)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+	ListCell   *lt;
+
+	foreach(lc, variants)
+	{
+		DalpVariant *base = (DalpVariant *) lfirst(lc);
+
+		foreach(lt, texts)
+		{
+			char	   *value = strVal(lfirst(lt));
+
+			if (base->search_value == NULL)
+				result = lappend(result, make_variant(base, key, value, value));
+			else if (strcmp(base->search_value, value) == 0)
+				result = lappend(result, base);
 		}
 	}
 	return result;
@@ -318,17 +353,17 @@ intersect_tokens(List *tokens, List *others, bool *constrained)
 static bool
 plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 			  const char *table_token, bool *tokens_constrained,
-			  List **tokens, List **variants, char **item_key,
-			  char **search_value)
+			  List **tokens, List **variants, char **item_key)
 {
 	bool		constrained = false;
+	DalpVariant *none = palloc0(sizeof(DalpVariant));
 	int			i = 0;
 	ListCell   *lc;
 
+	none->filters = "";
 	*tokens = NIL;
-	*variants = list_make1(makeString(""));
+	*variants = list_make1(none);
 	*item_key = NULL;
-	*search_value = NULL;
 	if (table_token)
 		*tokens = intersect_tokens(*tokens, list_make1(makeString((char *) table_token)),
 								   &constrained);
@@ -338,7 +373,7 @@ plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 		DalpCond   *cond = (DalpCond *) lfirst(lc);
 		int			op = cond->op;
 		List	   *texts;
-		int			dropped_case = 0;
+		int			dropped_malformed = 0;
 		ValueVerdict verdict;
 
 		if (skip && skip[i])
@@ -346,12 +381,12 @@ plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 			i++;
 			continue;
 		}
-		verdict = cond_texts(cond, values[i], nulls[i], &op, &texts, &dropped_case);
+		verdict = cond_texts(cond, values[i], nulls[i], &op, &texts, &dropped_malformed);
 		i++;
-		if (dropped_case > 0 && cond->role == DALP_COND_TOKEN)
+		if (dropped_malformed > 0 && cond->role == DALP_COND_TOKEN)
 			ereport(NOTICE,
-					(errmsg("a token address with uppercase letters matches no DALP token"),
-					 errdetail("DALP addresses are lowercase hexadecimal."),
+					(errmsg("a token address that is not lowercase hexadecimal matches no DALP token"),
+					 errdetail("DALP addresses are \"0x\" followed by lowercase hexadecimal digits."),
 					 errhint("Compare with lower(...) of the address.")));
 		if (verdict == VALUE_NEVER)
 			return false;
@@ -371,13 +406,15 @@ plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 				*item_key = strVal(linitial(texts));
 				break;
 			case DALP_COND_SEARCH:
-				if (*search_value && strcmp(*search_value, strVal(linitial(texts))) != 0)
+				*variants = add_search_to_variants(*variants,
+												   filter_key(cond, DALP_OP_EQ),
+												   texts);
+				if (*variants == NIL)
 					return false;
-				*search_value = strVal(linitial(texts));
-				*variants = add_to_variants(*variants, filter_key(cond, op), texts);
 				break;
 			case DALP_COND_FILTER:
-				*variants = add_to_variants(*variants, filter_key(cond, op), texts);
+				*variants = add_filter_to_variants(*variants, filter_key(cond, op),
+												   texts);
 				break;
 		}
 	}
@@ -400,7 +437,6 @@ dalp_cond_constant_filters(const DalpResourceDef *res, List *conds,
 	bool	   *skip = palloc0(sizeof(bool) * Max(n, 1));
 	List	   *variants;
 	char	   *item_key;
-	char	   *search_value;
 	bool		constrained;
 	int			i = 0;
 	ListCell   *lc;
@@ -419,9 +455,10 @@ dalp_cond_constant_filters(const DalpResourceDef *res, List *conds,
 		i++;
 	}
 	if (!plan_requests(conds, datums, nulls, skip, table_token, &constrained,
-					   token_values, &variants, &item_key, &search_value))
+					   token_values, &variants, &item_key))
 		return false;
-	*filters = strVal(linitial(variants));
+	/* several variants: the first one's total is an estimate of the order */
+	*filters = ((DalpVariant *) linitial(variants))->filters;
 	return true;
 }
 
@@ -764,8 +801,7 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 	if (st->limit == 0)
 		return false;
 	if (!plan_requests(st->conds, values, nulls, NULL, st->table_token,
-					   &constrained, &tokens, &variants, &st->item_key,
-					   &st->search_value))
+					   &constrained, &tokens, &variants, &st->item_key))
 		return false;
 
 	if (!dalp_resource_is_per_token(st->res))
@@ -783,8 +819,11 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 		{
 			DalpStream *stream = &st->streams[s++];
 
+			DalpVariant *variant = (DalpVariant *) lfirst(lv);
+
 			stream->token = lfirst(lc) ? strVal(lfirst(lc)) : NULL;
-			stream->filters = strVal(lfirst(lv));
+			stream->filters = variant->filters;
+			stream->search_value = variant->search_value;
 			stream->next_offset = st->offset;
 			stream->end = st->limit >= 0 ? st->offset + st->limit : -1;
 			stream->extent = -1;
@@ -1014,7 +1053,8 @@ store_item(DalpScanState *st, TupleTableSlot *slot, int index)
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	dalp_page_item_to_datums(&st->page, index, st->bindings, st->nbindings,
 							 st->streams[st->cur_stream].token,
-							 st->search_value, slot->tts_values,
+							 st->streams[st->cur_stream].search_value,
+							 slot->tts_values,
 							 slot->tts_isnull);
 	MemoryContextSwitchTo(old);
 	st->rows++;
@@ -1240,7 +1280,6 @@ reset_execution(DalpScanState *st)
 	st->nstreams = 0;
 	st->cur_stream = 0;
 	st->item_key = NULL;
-	st->search_value = NULL;
 	st->facet_rows = NIL;
 	st->prev_ids = st->cur_ids = NULL;
 	st->nprev_ids = st->ncur_ids = 0;
@@ -1335,6 +1374,9 @@ dalp_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 					token = (op == DALP_OP_IN) ? psprintf("{each of %s}", text) : text;
 				else if (cond->role == DALP_COND_ITEM)
 					item_key = text;
+				else if (cond->role == DALP_COND_SEARCH && op == DALP_OP_IN)
+					dalp_append_query_param(&filters, filter_key(cond, DALP_OP_EQ),
+											psprintf("{each of %s}", text));
 				else
 					dalp_append_query_param(&filters, filter_key(cond, op), text);
 			}
