@@ -77,8 +77,8 @@ run_test() {
   if ((rc == 0)); then
     passed+=("$name")
     printf 'PASS %s (%ss)\n' "$name" $((SECONDS - t0))
-    # a test's last line states what it measured
-    sed -n '$s/^/     /p' "$out"
+    # a test states what it measured on a line starting "ok: "
+    grep '^ok: ' "$out" | tail -n 1 | sed 's/^/     /' || true
     return 0
   fi
   failed+=("$name")
