@@ -885,7 +885,10 @@ wait_for_activity(int running)
 		if (curl_multi_timeout(dalp_multi, &curl_ms) == CURLM_OK &&
 			curl_ms >= 0)
 			timeout_ms = Min(timeout_ms, curl_ms);
+		/* so that pg_stat_activity shows a wait, as for the latch below */
+		pgstat_report_wait_start(PG_WAIT_EXTENSION);
 		mrc = curl_multi_poll(dalp_multi, NULL, 0, (int) timeout_ms, NULL);
+		pgstat_report_wait_end();
 		if (mrc != CURLM_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_ERROR),

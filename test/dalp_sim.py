@@ -11,12 +11,35 @@ rendered on demand, so a token with a million events costs tens of megabytes.
 Control API (no key needed, JSON in and out), for the tests:
   GET  /_sim/log[?since=SEQ&path_prefix=P&count=1]   request log (or its count)
   POST /_sim/log/clear                                empty the log, seq restarts at 1
-  GET  /_sim/faults, POST /_sim/faults {...}          fault injection ({} clears)
+  GET  /_sim/faults, POST /_sim/faults {...}          fault injection ({} clears; see below)
   POST /_sim/append {"token","count"}                 append events
   POST /_sim/reorg {"token","rollback","replace"}     roll back and replace events
   POST /_sim/health {"status"}                        indexer status
   GET  /_sim/truth/<token>[?at=ISO]                   replay of the events, independently
   POST /_sim/reset                                    back to the seeded state
+
+Faults: POST /_sim/faults {"every": {KIND: N, ...}, ...} gives every Nth /api
+request (counted from this POST, only those under "path_prefix" if set) fault
+KIND; when several fall on one request the first of FAULT_ORDER wins. Kinds:
+  400 403 422 429 500 502 503 504   that status with the contract's error body
+                                   (429 with "Retry-After: <retry_after>")
+  reset       close the connection with a TCP reset, answering nothing
+  slow        answer after "slow_ms" (or never, if the client hangs up first)
+  stall       send the headers and half the body, then stall for "slow_ms"
+              and close: a response that stops mid-body
+  malformed   200 with the body cut in half
+  html        200 with a proxy's HTML error page
+  wrongshape  200 with JSON that has no "data"
+  patch       200 with every item of "data" changed by "patch": {FIELD: RAW}
+              sets FIELD to the JSON text RAW verbatim ("1e400000", "\"x\""),
+              {FIELD: null} removes it
+  redirect    302 to "redirect_to" + the request's path and query
+Other settings: "latency_ms" (added to every /api request), "retry_after" (s,
+default 1), "slow_ms" (default 10000), "path_prefix", "redirect_to" (an
+origin such as http://127.0.0.1:9999, default "": the same origin), and
+"echo_key" (true: every error body quotes the X-Api-Key the request carried,
+as a careless server might). Each request log entry has "auth": "valid",
+"invalid" or "none", for the key it carried (never the key itself).
 
 Usage: dalp_sim.py --port PORT --api-key KEY [--host H] [--seed N]
                    [--big-token-events N] [--pidfile F]
@@ -1331,9 +1354,9 @@ class Api:
 # ---------------------------------------------------------------------------
 
 # When several kinds fall on the same request, the first in this order wins.
-FAULT_ORDER = ("reset", "slow", "html", "malformed", "wrongshape", "400", "403", "422", "429", "500", "502", "503",
-               "504")
-FAULT_KEYS = {"latency_ms", "every", "retry_after", "slow_ms", "path_prefix"}
+FAULT_ORDER = ("reset", "slow", "stall", "redirect", "html", "malformed", "wrongshape", "patch", "400", "403", "422",
+               "429", "500", "502", "503", "504")
+FAULT_KEYS = {"latency_ms", "every", "retry_after", "slow_ms", "path_prefix", "patch", "redirect_to", "echo_key"}
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
              b"<body><h1>Bad Gateway</h1><p>The proxy could not reach the upstream server.</p></body></html>\n")
 
@@ -1358,6 +1381,16 @@ class Faults:
                 raise ValueError("fault numbers must be non-negative integers, got %r" % (v,))
         if not isinstance(new["path_prefix"], str):
             raise ValueError("path_prefix must be a string")
+        new["patch"] = conf.get("patch", {})
+        if not isinstance(new["patch"], dict) or not all(v is None or isinstance(v, str)
+                                                         for v in new["patch"].values()):
+            raise ValueError("patch: an object of FIELD: raw JSON text (or null to remove the field)")
+        new["redirect_to"] = conf.get("redirect_to", "")
+        if not isinstance(new["redirect_to"], str):
+            raise ValueError("redirect_to must be a string")
+        new["echo_key"] = conf.get("echo_key", False)
+        if not isinstance(new["echo_key"], bool):
+            raise ValueError("echo_key must be true or false")
         with self.lock:
             self.conf = new
             self.count = 0
@@ -1373,10 +1406,16 @@ class Faults:
                     return kind
             return None
 
-    def faulted(self, kind, resp):
-        """The response that fault `kind` puts in place of `resp`."""
+    def faulted(self, kind, resp, target):
+        """The response that fault `kind` puts in place of `resp`; `target` is
+        the request's path and query, as sent."""
         if kind == "malformed":      # cut short, as by a connection lost mid-body
             return Resp(200, resp.body[:len(resp.body) // 2])
+        if kind == "redirect":
+            return Resp(302, b"Moved\n", ctype="text/plain; charset=utf-8",
+                        headers=(("Location", self.conf["redirect_to"] + target),))
+        if kind == "patch":
+            return Resp(resp.status, patch_items(resp.body, self.conf["patch"]), rows=resp.rows)
         if kind == "html":
             return Resp(200, HTML_PAGE, ctype="text/html; charset=utf-8")
         if kind == "wrongshape":
@@ -1389,6 +1428,39 @@ class Faults:
                        "Injected by the simulator.", "Retry later.")
         headers = (("Retry-After", str(self.conf["retry_after"])),) if status == 429 else ()
         return Resp.json(status, err.body, headers=headers)
+
+
+def patch_items(body, patch):
+    """`body` with every item of its "data" patched: FIELD: raw JSON text sets
+    the field to that text verbatim (so it may be a number no parser keeps
+    exactly), FIELD: None removes it."""
+    doc = json.loads(body)
+    data = doc.get("data")
+    items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+    raw = {}
+    for item in items:
+        for field, text in patch.items():
+            if text is None:
+                item.pop(field, None)
+            else:
+                item[field] = raw.setdefault(field, "\x00patch%d\x00" % len(raw))
+    out = dumps(doc)
+    for field, marker in raw.items():
+        out = out.replace(dumps(marker), patch[field])
+    return out.encode()
+
+
+def echo_key(resp, key):
+    """An error response whose message, hint and details quote `key`."""
+    try:
+        doc = json.loads(resp.body)
+        err = doc["error"]
+        err["message"] += " (X-Api-Key: %s)" % key
+        err["fix"] = "Check the key %s." % key
+        err["details"] = dict(err.get("details") or {}, apiKey=key)
+    except (ValueError, KeyError, TypeError):
+        return resp
+    return Resp.json(resp.status, doc, headers=resp.headers)
 
 
 # ---------------------------------------------------------------------------
@@ -1439,6 +1511,8 @@ class Sim:
             entry = {"seq": self.seq, "method": method, "path": path, "query": {},
                      "status": 0, "rows": 0, "fault": None, "gzip": False, "conn": h.conn_id,
                      "inflight": self.inflight, "start_ms": round((time.monotonic() - self.t0) * 1000, 3)}
+        key = h.headers.get("X-Api-Key")
+        entry["auth"] = "none" if key is None else "valid" if key == self.api.api_key else "invalid"
         for k, v in pairs:
             entry["query"][k] = [entry["query"][k], v] if k in entry["query"] else v
         try:
@@ -1450,12 +1524,17 @@ class Sim:
                 return
             if fault == "slow" and not h.wait(self.faults.conf["slow_ms"] / 1000):
                 return               # the client gave up: nobody to answer
-            resp = self.api.get(method, path, pairs, h.headers.get("X-Api-Key"))
-            if fault not in (None, "slow"):
-                resp = self.faults.faulted(fault, resp)
+            resp = self.api.get(method, path, pairs, key)
+            if fault not in (None, "slow", "stall"):
+                resp = self.faults.faulted(fault, resp, h.path)
+            if self.faults.conf["echo_key"] and resp.status >= 400 and key is not None:
+                resp = echo_key(resp, key)
             gz = "gzip" in (h.headers.get("Accept-Encoding") or "")
             entry.update(status=resp.status, rows=resp.rows if resp.status == 200 else 0, gzip=gz)
-            h.respond(resp, gz)
+            if fault == "stall":
+                h.respond_stalled(resp, gz, self.faults.conf["slow_ms"] / 1000)
+            else:
+                h.respond(resp, gz)
         finally:
             with self.log_lock:
                 self.inflight -= 1
@@ -1576,6 +1655,21 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
+
+    def respond_stalled(self, resp, gz, seconds):
+        """Headers and the first half of the body, then nothing for `seconds`
+        (or until the client hangs up), then a closed connection."""
+        body = resp.gzipped() if gz else resp.body
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.ctype)
+        self.send_header("Content-Length", str(len(body)))
+        if gz:
+            self.send_header("Content-Encoding", "gzip")
+        self.end_headers()
+        self.wfile.write(body[:len(body) // 2])
+        self.wfile.flush()
+        self.wait(seconds)
+        self.close_connection = True
 
     def reset(self):
         """Close with a TCP reset, answering nothing."""

@@ -5,7 +5,7 @@ Self-test of test/dalp_sim.py against docs/dalp-api-contract.md.
 Starts the simulator on a free port, checks what it serves (auth, errors,
 pagination, sorting, every filter of the contract's table, facets, holders
 against an independent replay of the events, append and reorg, gzip, every
-fault kind, the request log), stops it. Prints "N passed, N failed" last and
+fault kind and setting, the request log), stops it. Prints "N passed, N failed" last and
 exits non-zero on any failure. Python 3.11 standard library only.
 """
 import gzip
@@ -644,6 +644,65 @@ def faults(c):
     finally:
         s.control("POST", "faults", {})
     assert s.api(path)[0] == 200
+
+
+@test
+def faults_for_the_client(c):
+    """stall, redirect, patch, echo_key and the log's auth field."""
+    s = c.sim
+    t = c.by_symbol["NWEA"]["id"]
+    path = "/tokens/%s/events" % t
+    prefix = "/api/v2" + path
+    params = [("page[limit]", 5)]
+    try:
+        plain = s.ok(path, params)
+        # stall: the headers promise the whole body, half of it comes, then nothing
+        s.control("POST", "faults", {"every": {"stall": 1}, "slow_ms": 600, "path_prefix": prefix})
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=0.3)
+        conn.request("GET", prefix + "?page%5Blimit%5D=5", headers={"X-Api-Key": KEY})
+        r = conn.getresponse()
+        assert r.status == 200 and int(r.getheader("Content-Length")) == len(json.dumps(plain, separators=(",", ":")))
+        t0 = time.monotonic()
+        try:
+            r.read()
+            raise AssertionError("stalled body read in full")
+        except (TimeoutError, OSError, http.client.IncompleteRead):
+            pass
+        assert time.monotonic() - t0 >= 0.25
+        conn.close()
+        # redirect: to redirect_to + the path and query as sent
+        s.control("POST", "faults", {"every": {"redirect": 1}, "redirect_to": "http://127.0.0.9:1",
+                                     "path_prefix": prefix})
+        st, r, _ = s.api(path, params)
+        assert st == 302 and r.getheader("Location") == "http://127.0.0.9:1" + prefix + "?page%5Blimit%5D=5", \
+            r.getheader("Location")
+        # patch: raw JSON text set verbatim in every item, null removes a field
+        s.control("POST", "faults", {"every": {"patch": 1}, "path_prefix": prefix,
+                                     "patch": {"blockNumber": "1e400000", "txIndex": None, "extra": '{"a":[1]}'}})
+        st, _, body = s.api(path, params)
+        assert st == 200 and body.count(b'"blockNumber":1e400000') == 5, body[:300]
+        doc = json.loads(body)
+        assert all("txIndex" not in e and e["extra"] == {"a": [1]} for e in doc["data"])
+        assert [e["id"] for e in doc["data"]] == [e["id"] for e in plain["data"]] and doc["meta"] == plain["meta"]
+        # echo_key: error bodies quote the key the request carried
+        s.control("POST", "faults", {"every": {"503": 1}, "echo_key": True, "path_prefix": prefix})
+        st, _, body = s.api(path, params)
+        assert st == 503 and body.count(KEY.encode()) == 3, body
+        st, _, body = s.api("/tokens/0x0000000000000000000000000000000000000001", key="sm_dalp_wrong")
+        assert st == 401 and b"sm_dalp_wrong" in body
+        s.control("POST", "faults", {})
+        assert KEY.encode() not in s.api("/tokens/0x0000000000000000000000000000000000000001")[2]
+        # the log says whether a request carried the right key, never the key
+        s.control("POST", "log/clear")
+        s.api("/tokens", key=None)
+        s.api("/tokens", key="sm_dalp_wrong")
+        s.api("/tokens")
+        log = s.control("GET", "log")
+        assert [e["auth"] for e in log] == ["none", "invalid", "valid"], log
+        assert KEY not in json.dumps(log) and "sm_dalp_wrong" not in json.dumps(log)
+    finally:
+        s.control("POST", "faults", {})
+    assert s.ok(path, params) == plain
 
 
 @test
