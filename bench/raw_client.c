@@ -8,8 +8,9 @@
  * check that dalp_fdw, this client and the PL/Python peer read the same data.
  *
  * usage: raw_client BASE_URL API_KEY TOKEN [-c CONCURRENCY] [-p PAGE_SIZE]
- *                   [-r RUNS] [-n]
+ *                   [-r RUNS] [-n] [-i]
  *   -n  fetch only, do not parse: what the simulator alone can serve
+ *   -i  ask for no compression (identity), to measure what gzip costs
  * Prints one line per run:
  *   seconds=S pages=N rows=N amounts=N bytes=N connections=N sum=DIGITS
  *
@@ -34,7 +35,6 @@
 typedef struct Transfer
 {
 	CURL	   *easy;
-	long		offset;
 	char	   *body;
 	size_t		len;
 	size_t		cap;
@@ -54,6 +54,7 @@ static const char *token;
 static struct curl_slist *headers;
 static int	page_size = 200;
 static bool parse = true;
+static bool identity = false;
 
 static void
 die(const char *msg, const char *detail)
@@ -98,7 +99,6 @@ start(CURLM *multi, Transfer *t, long offset)
 		snprintf(url, sizeof(url),
 				 "%s/api/v2/tokens/%s/events?page%%5Blimit%%5D=%d&sort=blockTimestamp",
 				 base_url, token, page_size);
-	t->offset = offset;
 	t->len = 0;
 	curl_easy_setopt(t->easy, CURLOPT_URL, url);
 	curl_multi_add_handle(multi, t->easy);
@@ -115,7 +115,6 @@ add_decimal(uint32_t *sum, const char *s, size_t len)
 	{
 		uint32_t	chunk = 0;
 		size_t		take = len < 9 ? len : 9;
-		uint32_t	scale = 1;
 
 		if (limb == NLIMBS)
 			die("sum overflows", NULL);
@@ -124,9 +123,7 @@ add_decimal(uint32_t *sum, const char *s, size_t len)
 			if (s[i] < '0' || s[i] > '9')
 				die("amount is not a decimal integer", s);
 			chunk = chunk * 10 + (uint32_t) (s[i] - '0');
-			scale *= 10;
 		}
-		(void) scale;
 		len -= take;
 		carry += (uint64_t) sum[limb] + chunk;
 		sum[limb++] = (uint32_t) (carry % LIMB_BASE);
@@ -147,7 +144,7 @@ print_sum(const uint32_t *sum)
 }
 
 static void
-consume(Run *run, Transfer *t)
+consume(Run *run, Transfer *t, bool parse_page)
 {
 	json_tokener *tok;
 	json_object *root;
@@ -156,7 +153,7 @@ consume(Run *run, Transfer *t)
 	size_t		n;
 
 	run->pages++;
-	if (!parse)
+	if (!parse_page)
 		return;
 	tok = json_tokener_new();
 	root = json_tokener_parse_ex(tok, t->body, (int) t->len);
@@ -208,32 +205,40 @@ now_s(void)
 
 /*
  * One scan: the first page alone (it tells meta.total, as for dalp_fdw),
- * then every other page with up to `concurrency` requests in flight.
+ * then every other page with up to `concurrency` requests in flight.  A
+ * finished transfer is replaced at once and its page parsed after, one page
+ * between two looks at the network, so parsing overlaps the requests in
+ * flight; finished pages wait in a queue, with buffers of their own.
  */
 static void
 scan(CURLM *multi, Transfer *xfers, int concurrency)
 {
 	Run			run = {0};
-	long		next_offset;
+	Transfer   *idle[2 * MAX_CONCURRENCY];
+	Transfer   *queue[2 * MAX_CONCURRENCY];
+	int			nidle = 0;
+	int			qhead = 0;
+	int			qlen = 0;
+	int			active = 1;
+	long		next_offset = page_size;
 	long		bytes = 0;
 	long		connects = 0;
-	int			active = 0;
 	double		t0 = now_s();
 
 	run.total = -1;
+	for (int i = 2 * concurrency - 1; i > 0; i--)
+		idle[nidle++] = &xfers[i];
 	start(multi, &xfers[0], 0);
-	active = 1;
-	next_offset = page_size;
-	while (active > 0)
+	while (active > 0 || qlen > 0)
 	{
 		int			running;
 		int			left;
 		CURLMsg    *msg;
+		Transfer   *t;
 
 		curl_multi_perform(multi, &running);
 		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
 		{
-			Transfer   *t;
 			long		status = 0;
 			curl_off_t	down = 0;
 			long		nconn = 0;
@@ -252,35 +257,32 @@ scan(CURLM *multi, Transfer *xfers, int concurrency)
 			connects += nconn;
 			curl_multi_remove_handle(multi, t->easy);
 			active--;
-			if (!parse && run.total < 0)
-			{
-				/* fetch-only runs still need the extent: parse page one */
-				parse = true;
-				consume(&run, t);
-				parse = false;
-			}
-			else
-				consume(&run, t);
-			/* refill: this handle and any idle ones, in offset order */
-			for (int i = 0; i < concurrency && next_offset < run.total; i++)
-			{
-				bool		busy = false;
-
-				if (&xfers[i] != t)
-				{
-					/* a handle is idle when it is not the one just ended and not running */
-					busy = (active > 0 && xfers[i].offset >= 0);
-				}
-				if (!busy)
-				{
-					start(multi, &xfers[i], next_offset);
-					next_offset += page_size;
-					active++;
-				}
-			}
-			t->offset = (t->offset == next_offset - page_size) ? t->offset : t->offset;
+			queue[(qhead + qlen++) % (2 * MAX_CONCURRENCY)] = t;
 		}
-		if (active > 0)
+		/* page one tells the extent; a fetch-only run parses it too */
+		if (run.total < 0 && qlen > 0)
+		{
+			t = queue[qhead];
+			qhead = (qhead + 1) % (2 * MAX_CONCURRENCY);
+			qlen--;
+			consume(&run, t, true);
+			idle[nidle++] = t;
+		}
+		while (active < concurrency && nidle > 0 && next_offset < run.total)
+		{
+			start(multi, idle[--nidle], next_offset);
+			next_offset += page_size;
+			active++;
+		}
+		if (qlen > 0)
+		{
+			t = queue[qhead];
+			qhead = (qhead + 1) % (2 * MAX_CONCURRENCY);
+			qlen--;
+			consume(&run, t, parse);
+			idle[nidle++] = t;
+		}
+		else if (active > 0)
 			curl_multi_poll(multi, NULL, 0, 1000, NULL);
 	}
 	printf("seconds=%.4f pages=%ld rows=%ld amounts=%ld bytes=%ld connections=%ld sum=",
@@ -288,4 +290,72 @@ scan(CURLM *multi, Transfer *xfers, int concurrency)
 	print_sum(run.sum);
 	printf("\n");
 	fflush(stdout);
+}
+
+int
+main(int argc, char **argv)
+{
+	int			concurrency = 4;
+	int			runs = 1;
+	int			opt;
+	char		header[512];
+	CURLM	   *multi;
+	Transfer	xfers[2 * MAX_CONCURRENCY] = {{0}};
+
+	while ((opt = getopt(argc, argv, "c:p:r:ni")) != -1)
+	{
+		switch (opt)
+		{
+			case 'c':
+				concurrency = atoi(optarg);
+				break;
+			case 'p':
+				page_size = atoi(optarg);
+				break;
+			case 'r':
+				runs = atoi(optarg);
+				break;
+			case 'n':
+				parse = false;
+				break;
+			case 'i':
+				identity = true;
+				break;
+			default:
+				die("usage: raw_client BASE_URL API_KEY TOKEN [-c N] [-p N] [-r N] [-n] [-i]", NULL);
+		}
+	}
+	if (argc - optind != 3 || concurrency < 1 || concurrency > MAX_CONCURRENCY ||
+		page_size < 1 || runs < 1)
+		die("usage: raw_client BASE_URL API_KEY TOKEN [-c N] [-p N] [-r N] [-n] [-i]", NULL);
+	base_url = argv[optind];
+	token = argv[optind + 2];
+	snprintf(header, sizeof(header), "X-Api-Key: %s", argv[optind + 1]);
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	headers = curl_slist_append(NULL, header);
+	/*
+	 * One multi handle for all runs: its connection cache keeps them alive.
+	 * It must hold a connection per transfer, or connections are closed
+	 * whenever fewer transfers happen to be running.
+	 */
+	multi = curl_multi_init();
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) concurrency);
+	for (int i = 0; i < 2 * concurrency; i++)
+	{
+		Transfer   *t = &xfers[i];
+
+		t->easy = curl_easy_init();
+		curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, headers);
+		/* as dalp_fdw: offer every encoding libcurl decodes */
+		if (!identity)
+			curl_easy_setopt(t->easy, CURLOPT_ACCEPT_ENCODING, "");
+		curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_data);
+		curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+		curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (char *) t);
+	}
+	for (int r = 0; r < runs; r++)
+		scan(multi, xfers, concurrency);
+	return 0;
 }
