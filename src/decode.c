@@ -1173,98 +1173,166 @@ scalar_text(const JsonDoc *doc, JsonRef v)
 	}
 }
 
-/* Push a value onto a jsonb under construction. */
-static JsonbValue *
-push_jsonb(JsonbParseState **state, const JsonDoc *doc, JsonRef ref,
-		   JsonbIteratorToken token)
+/* jsonb's order of object keys: shorter first, then bytewise */
+static inline int
+jsonb_key_cmp(const JsonbPair *a, const JsonbPair *b)
+{
+	if (a->key.val.string.len != b->key.val.string.len)
+		return (a->key.val.string.len > b->key.val.string.len) ? 1 : -1;
+	return memcmp(a->key.val.string.val, b->key.val.string.val,
+				  a->key.val.string.len);
+}
+
+/* ... and of a repeated key, the member written last first */
+static int
+jsonb_pair_cmp(const void *a, const void *b)
+{
+	const JsonbPair *pa = (const JsonbPair *) a;
+	const JsonbPair *pb = (const JsonbPair *) b;
+	int			res = jsonb_key_cmp(pa, pb);
+
+	return res != 0 ? res : (pa->order > pb->order) ? -1 : 1;
+}
+
+/*
+ * Put an object's pairs in jsonb's order and keep the last of each repeated
+ * key, as jsonb_in does.  DALP objects have a dozen keys or fewer, which an
+ * insertion sort orders faster than qsort's general machinery.
+ */
+static void
+jsonb_sort_pairs(JsonbValue *object)
+{
+	JsonbPair  *pairs = object->val.object.pairs;
+	int			n = object->val.object.nPairs;
+	int			kept = 0;
+
+	if (n > 16)
+		qsort(pairs, n, sizeof(JsonbPair), jsonb_pair_cmp);
+	else
+		for (int i = 1; i < n; i++)
+		{
+			JsonbPair	p = pairs[i];
+			int			j = i;
+
+			for (; j > 0 && jsonb_pair_cmp(&pairs[j - 1], &p) > 0; j--)
+				pairs[j] = pairs[j - 1];
+			pairs[j] = p;
+		}
+	for (int i = 0; i < n; i++)
+		if (kept == 0 || jsonb_key_cmp(&pairs[kept - 1], &pairs[i]) != 0)
+			pairs[kept++] = pairs[i];
+	object->val.object.nPairs = kept;
+}
+
+static void
+jsonb_string(JsonbValue *out, const JsonDoc *doc, JsonRef ref)
 {
 	JsonNode   *n = node(doc, ref);
-	JsonbValue	v;
-	JsonbValue *result;
+
+	reject_nul(doc, ref);
+	if (n->len > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("string too long to represent as jsonb string")));
+	out->type = jbvString;
+	out->val.string.val = server_string(node_text(doc, ref), n->len);
+	out->val.string.len = (out->val.string.val == node_text(doc, ref))
+		? (int) n->len : (int) strlen(out->val.string.val);
+}
+
+/*
+ * A value as an in-memory jsonb tree, straight from the tape: no JSON text
+ * is printed and parsed again.  Strings point into the page's text, which
+ * outlives the conversion to jsonb.
+ */
+static void
+jsonb_value(JsonbValue *out, const JsonDoc *doc, JsonRef ref)
+{
+	JsonNode   *n = node(doc, ref);
+	int			i = 0;
 
 	check_stack_depth();
 	switch ((JsonKind) n->kind)
 	{
 		case JSON_OBJECT:
-			pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
-			for (JsonRef k = ref + 1; k < n->next; k = node(doc, k + 1)->next)
+			out->type = jbvObject;
+			out->val.object.pairs = palloc(sizeof(JsonbPair) * Max(n->len, 1));
+			for (JsonRef k = ref + 1; k < n->next; k = node(doc, k + 1)->next, i++)
 			{
-				push_jsonb(state, doc, k, WJB_KEY);
-				push_jsonb(state, doc, k + 1, WJB_VALUE);
+				JsonbPair  *pair = &out->val.object.pairs[i];
+
+				jsonb_string(&pair->key, doc, k);
+				jsonb_value(&pair->value, doc, k + 1);
+				pair->order = i;
 			}
-			return pushJsonbValue(state, WJB_END_OBJECT, NULL);
+			out->val.object.nPairs = i;
+			jsonb_sort_pairs(out);
+			break;
 		case JSON_ARRAY:
-			pushJsonbValue(state, WJB_BEGIN_ARRAY, NULL);
-			for (JsonRef e = ref + 1; e < n->next; e = node(doc, e)->next)
-				push_jsonb(state, doc, e, WJB_ELEM);
-			return pushJsonbValue(state, WJB_END_ARRAY, NULL);
+			out->type = jbvArray;
+			out->val.array.rawScalar = false;
+			out->val.array.elems = palloc(sizeof(JsonbValue) * Max(n->len, 1));
+			for (JsonRef e = ref + 1; e < n->next; e = node(doc, e)->next, i++)
+				jsonb_value(&out->val.array.elems[i], doc, e);
+			out->val.array.nElems = i;
+			break;
 		case JSON_NULL:
-			v.type = jbvNull;
+			out->type = jbvNull;
 			break;
 		case JSON_FALSE:
 		case JSON_TRUE:
-			v.type = jbvBool;
-			v.val.boolean = (n->kind == JSON_TRUE);
+			out->type = jbvBool;
+			out->val.boolean = (n->kind == JSON_TRUE);
 			break;
 		case JSON_NUMBER:
-			v.type = jbvNumeric;
-			v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-																CStringGetDatum(pnstrdup(node_text(doc, ref), n->len)),
-																ObjectIdGetDatum(InvalidOid),
-																Int32GetDatum(-1)));
+			out->type = jbvNumeric;
+			out->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+																   CStringGetDatum(pnstrdup(node_text(doc, ref), n->len)),
+																   ObjectIdGetDatum(InvalidOid),
+																   Int32GetDatum(-1)));
 			break;
 		case JSON_STRING:
-			reject_nul(doc, ref);
-			if (n->len > JENTRY_OFFLENMASK)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("string too long to represent as jsonb string")));
-			v.type = jbvString;
-			v.val.string.val = server_string(node_text(doc, ref), n->len);
-			v.val.string.len = (v.val.string.val == node_text(doc, ref))
-				? (int) n->len : (int) strlen(v.val.string.val);
+			jsonb_string(out, doc, ref);
 			break;
 	}
-	/* a scalar at the top is jsonb's raw scalar, which it makes itself */
-	if (*state == NULL)
-	{
-		result = palloc(sizeof(JsonbValue));
-		*result = v;
-		return result;
-	}
-	return pushJsonbValue(state, token, &v);
 }
 
-/* A value as jsonb, built from the tape: no JSON text is produced and reread */
 static Datum
 jsonb_from_node(const JsonDoc *doc, JsonRef ref)
 {
-	JsonbParseState *state = NULL;
+	JsonbValue	v;
 
-	return JsonbPGetDatum(JsonbValueToJsonb(push_jsonb(&state, doc, ref, WJB_VALUE)));
+	jsonb_value(&v, doc, ref);
+	return JsonbPGetDatum(JsonbValueToJsonb(&v));
 }
 
 /* event values [{name, value}] → {"name": "value", ...} */
 static Datum
 named_values_to_jsonb(const JsonDoc *doc, JsonRef v)
 {
-	JsonbParseState *state = NULL;
+	JsonbValue	object;
+	int			n = 0;
 
 	if (node(doc, v)->kind != JSON_ARRAY)
 		return jsonb_from_node(doc, v);
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	object.type = jbvObject;
+	object.val.object.pairs = palloc(sizeof(JsonbPair) * Max(node(doc, v)->len, 1));
 	for (JsonRef e = v + 1; e < node(doc, v)->next; e = node(doc, e)->next)
 	{
 		JsonRef		name = object_get(doc, e, "name");
 		JsonRef		value = object_get(doc, e, "value");
+		JsonbPair  *pair = &object.val.object.pairs[n];
 
 		if (name == JSON_NONE || node(doc, name)->kind != JSON_STRING ||
 			value == JSON_NONE)
 			continue;
-		push_jsonb(&state, doc, name, WJB_KEY);
-		push_jsonb(&state, doc, value, WJB_VALUE);
+		jsonb_string(&pair->key, doc, name);
+		jsonb_value(&pair->value, doc, value);
+		pair->order = n++;
 	}
-	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+	object.val.object.nPairs = n;
+	jsonb_sort_pairs(&object);
+	return JsonbPGetDatum(JsonbValueToJsonb(&object));
 }
 
 static Datum
