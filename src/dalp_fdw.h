@@ -129,6 +129,7 @@ typedef struct DalpConnConfig
 	int			retry_after_max_ms;
 	int			rate_limit_per_minute;
 	bool		verify_tls;
+	bool		compression;	/* ask for gzip (Accept-Encoding) */
 	char	   *ca_file;		/* NULL: system store */
 	int64		max_response_bytes;
 	double		fdw_startup_cost;

@@ -296,6 +296,8 @@ get_multi(void)
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory"),
 					 errdetail("Could not create a libcurl multi handle.")));
+		/* keep up to 32 idle connections (the most a scan runs at once) */
+		curl_multi_setopt(dalp_multi, CURLMOPT_MAXCONNECTS, 32L);
 		dalp_multi_generation = dalp_conn_generation;
 	}
 	return dalp_multi;
@@ -431,8 +433,8 @@ configure_handle(DalpHttpRequest *req, const DalpConnConfig *conf)
 	DALP_SETOPT(easy, CURLOPT_URL, req->url);
 	DALP_SETOPT(easy, CURLOPT_HTTPHEADER, req->headers);
 	DALP_SETOPT(easy, CURLOPT_USERAGENT, DALP_USER_AGENT);
-	/* "" offers every encoding this libcurl can decode */
-	DALP_SETOPT(easy, CURLOPT_ACCEPT_ENCODING, "");
+	/* "" offers every encoding this libcurl can decode; NULL asks for none */
+	DALP_SETOPT(easy, CURLOPT_ACCEPT_ENCODING, conf->compression ? "" : NULL);
 	if (dalp_have_http2)
 		DALP_SETOPT(easy, CURLOPT_HTTP_VERSION,
 					(long) CURL_HTTP_VERSION_2TLS);

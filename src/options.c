@@ -72,6 +72,7 @@ static const DalpOption valid_options[] = {
 	{"rate_limit_per_minute", DALP_OPT_INT, 1, 6000000, SERVER(rate_limit_per_minute)},
 	{"max_response_bytes", DALP_OPT_BYTES, 1024, INT_MAX, SERVER(max_response_bytes)},
 	{"verify_tls", DALP_OPT_BOOL, 0, 0, SERVER(verify_tls)},
+	{"compression", DALP_OPT_BOOL, 0, 0, SERVER(compression)},
 	{"ca_file", DALP_OPT_TEXT, 0, 0, SERVER(ca_file)},
 	{"fdw_startup_cost", DALP_OPT_COST, 0, 0, SERVER(fdw_startup_cost)},
 	{"fdw_request_cost", DALP_OPT_COST, 0, 0, SERVER(fdw_request_cost)},
@@ -391,6 +392,7 @@ dalp_get_server_config(Oid serverid, DalpConnConfig *conf)
 	conf->retry_after_max_ms = 60000;
 	conf->rate_limit_per_minute = 10000;
 	conf->verify_tls = true;
+	conf->compression = true;
 	conf->max_response_bytes = 64 * 1024 * 1024;
 	conf->fdw_startup_cost = 100.0;
 	conf->fdw_request_cost = 50.0;

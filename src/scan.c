@@ -113,6 +113,8 @@ typedef struct DalpScanState
 	int64		bytes;
 } DalpScanState;
 
+static void fill_pipeline(DalpScanState *st);
+
 /* How a condition's value turned out. */
 typedef enum ValueVerdict
 {
@@ -675,6 +677,9 @@ receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
 	MemoryContextReset(st->page_cxt);
 	old = MemoryContextSwitchTo(st->page_cxt);
 	result = req ? dalp_http_wait(req) : dalp_http_get(&st->conf, path);
+	/* the next request leaves before this page is decoded */
+	if (req)
+		fill_pipeline(st);
 	st->requests += result->attempts;
 	st->retries += result->attempts - 1;
 	st->bytes += result->bytes;
