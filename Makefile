@@ -17,8 +17,8 @@ DATA = sql/dalp_fdw--1.0.sql
 REGRESS = $(patsubst sql/%.sql,%,$(filter-out sql/dalp_fdw--%,$(sort $(wildcard sql/*.sql))))
 REGRESS_OPTS = --inputdir=.
 
-PG_CPPFLAGS = -std=gnu99 $(shell pkg-config --cflags libcurl json-c)
-SHLIB_LINK = $(shell pkg-config --libs libcurl json-c)
+PG_CPPFLAGS = -std=gnu99 $(shell pkg-config --cflags libcurl)
+SHLIB_LINK = $(shell pkg-config --libs libcurl)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

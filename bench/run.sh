@@ -63,6 +63,14 @@ CREATE SCHEMA c$c;
 IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens, events) FROM SERVER bench_c$c INTO c$c;
 SQL
 done
+# the PL/Python peer's urllib asks for no compression: compare like with like
+dalp_psql -q <<SQL
+CREATE SERVER bench_plain FOREIGN DATA WRAPPER dalp_fdw
+  OPTIONS (base_url '$url', concurrency '4', rate_limit_per_minute '6000000', compression 'false');
+CREATE USER MAPPING FOR CURRENT_USER SERVER bench_plain OPTIONS (api_key '$DALP_API_KEY');
+CREATE SCHEMA plain;
+IMPORT FOREIGN SCHEMA v2 LIMIT TO (events) FROM SERVER bench_plain INTO plain;
+SQL
 token=$(dalp_psql -tAc "SELECT address FROM c4.tokens WHERE symbol = 'BIG'")
 [[ -n $token ]] || dalp_die "the simulator has no BIG token"
 
@@ -108,6 +116,8 @@ measure_sql fdw_cold "dalp_fdw, cold simulator cache" 4 0 bench_c4 "SELECT 1" "$
 for c in 4 1 8; do
   measure_sql "fdw_c$c" dalp_fdw "$c" 0 "bench_c$c" "$(fdw_query "$c")" "$(fdw_query "$c")"
 done
+plain_query="SELECT sum(amount) FROM plain.events WHERE token_address = '$token'"
+measure_sql fdw_plain "dalp_fdw, compression off" 4 0 bench_plain "$plain_query" "$plain_query"
 for c in 4 1 8; do
   measure_raw "raw_c$c" "raw client" "$c" 0
 done

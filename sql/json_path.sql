@@ -156,6 +156,10 @@ SELECT * FROM bad_object;
 CREATE FOREIGN TABLE bad_bool (decimals_flag bool OPTIONS (json_path 'decimals'))
   SERVER sim OPTIONS (resource 'tokens');
 SELECT * FROM bad_bool;
+-- a 0 is not read as false: only true and false are booleans
+CREATE FOREIGN TABLE bad_zero (stalled bool OPTIONS (json_path 'stallSeconds'))
+  SERVER sim OPTIONS (resource 'health_services');
+SELECT * FROM bad_zero;
 CREATE FOREIGN TABLE bad_array (name_list text[] OPTIONS (json_path 'name'))
   SERVER sim OPTIONS (resource 'tokens');
 SELECT * FROM bad_array;

@@ -5,7 +5,7 @@
  *
  * The resource catalog (catalog.c) describes every DALP collection as data;
  * planning, request building, decoding and IMPORT FOREIGN SCHEMA are generic
- * code over it.  libcurl stays in http.c and json-c in decode.c, so that the
+ * code over it.  libcurl stays in http.c and JSON parsing in decode.c, so that the
  * rest of the code speaks PostgreSQL only.
  *
  *-------------------------------------------------------------------------
@@ -196,7 +196,7 @@ typedef struct DalpServerStats
 extern DalpServerStats *dalp_stats_for(Oid serverid);
 
 /* ----------------------------------------------------------------
- * Decoding (decode.c): the only file that calls json-c
+ * Decoding (decode.c): the only file that parses JSON
  * ----------------------------------------------------------------
  */
 
@@ -224,8 +224,9 @@ typedef struct DalpColumnBinding
 /* One decoded response page; json stays inside decode.c. */
 typedef struct DalpPage
 {
-	void	   *root;			/* json_object *, owned by the page */
-	void	   *items;			/* json array of items (or the one item) */
+	void	   *root;			/* the parsed document (decode.c's JsonDoc),
+								 * palloc'd in the page's memory context */
+	void	   *items;			/* the items' node references */
 	int			nitems;
 	int64		total;			/* meta.total, or -1 when absent */
 	bool		has_next;		/* links.next present */

@@ -1422,10 +1422,66 @@ fast_timestamptz(const char *s, size_t len, TimestampTz *result)
 	return true;
 }
 
+/* Are s[0..n) all digits? */
+static bool
+all_digits(const char *s, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!isdigit((unsigned char) s[i]))
+			return false;
+	return true;
+}
+
+/*
+ * An ISO 8601 timestamp with a time zone ("Z" or an offset).  The input
+ * function alone would also take "now", a date without a time, or a time
+ * without a zone (read in the session's zone): a wrong instant, silently.
+ */
+static bool
+is_iso8601_zoned(const char *s)
+{
+	const char *p = s + 19;
+
+	if (strlen(s) < 20 || !all_digits(s, 4) || s[4] != '-' ||
+		!all_digits(s + 5, 2) || s[7] != '-' || !all_digits(s + 8, 2) ||
+		(s[10] != 'T' && s[10] != ' ') || !all_digits(s + 11, 2) ||
+		s[13] != ':' || !all_digits(s + 14, 2) || s[16] != ':' ||
+		!all_digits(s + 17, 2))
+		return false;
+	if (*p == '.')
+	{
+		if (!isdigit((unsigned char) *++p))
+			return false;
+		while (isdigit((unsigned char) *p))
+			p++;
+	}
+	if (*p == 'Z')
+		return p[1] == '\0';
+	if (*p != '+' && *p != '-')
+		return false;
+	p++;
+	if (!all_digits(p, 2))
+		return false;
+	p += 2;
+	if (*p == ':')
+		p++;
+	return *p == '\0' || (all_digits(p, 2) && p[2] == '\0');
+}
+
+static void
+raise_bad_value(const DalpColumnBinding *b, const char *expected)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+			 errmsg("invalid value for column \"%s\": expected %s",
+					b->colname, expected)));
+}
+
 static Datum
 convert_value(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
 			  ConversionContext *cc)
 {
+	Datum		result;
 	JsonNode   *n = node(doc, v);
 	char	   *text;
 
@@ -1468,7 +1524,17 @@ convert_value(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
 	if (b->typid == TEXTOID)
 		return CStringGetTextDatum(text);
 	cc->value = text;
-	return InputFunctionCall(&b->infunc, text, b->typioparam, b->typmod);
+	/* stricter than the input functions, so that a bad value is never read as another */
+	if (b->typid == BOOLOID && strcmp(text, "true") != 0 && strcmp(text, "false") != 0)
+		raise_bad_value(b, "true or false");
+	if (b->typid == TIMESTAMPTZOID && !is_iso8601_zoned(text))
+		raise_bad_value(b, "an ISO 8601 timestamp with a time zone");
+	result = InputFunctionCall(&b->infunc, text, b->typioparam, b->typmod);
+	if (b->typid == NUMERICOID &&
+		(numeric_is_nan(DatumGetNumeric(result)) ||
+		 numeric_is_inf(DatumGetNumeric(result))))
+		raise_bad_value(b, "a finite number");
+	return result;
 }
 
 /*

@@ -535,25 +535,10 @@ dalp_fetch_total(const DalpConnConfig *conf, const char *path,
 
 	check_response(conf, res, path, false);
 	dalp_page_parse(&page, res, NULL, false, dalp_decode_for_display(path));
-	PG_TRY();
-	{
-		total = page.total;
-		if (facet_field && !dalp_page_facets(&page, facet_field, facets))
-			*facets = NIL;
-	}
-	PG_FINALLY();
-	{
-		dalp_page_release(&page);
-	}
-	PG_END_TRY();
+	total = page.total;
+	if (facet_field && !dalp_page_facets(&page, facet_field, facets))
+		*facets = NIL;
 	return total;
-}
-
-/* The page may hold json-c memory: release it whenever the scan dies. */
-static void
-release_page_callback(void *arg)
-{
-	dalp_page_release((DalpPage *) arg);
 }
 
 static void
@@ -564,7 +549,6 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	List	   *priv = fsplan->fdw_private;
 	DalpScanState *st = palloc0(sizeof(DalpScanState));
 	Oid			relid = (Oid) intVal(list_nth(priv, DALP_PRIVATE_RELID));
-	MemoryContextCallback *cb;
 	Relation	rel;
 	Oid			userid;
 	int			use_remote_estimate;
@@ -639,11 +623,6 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 		st->ids_cxt[i] = AllocSetContextCreate(estate->es_query_cxt,
 											   "dalp_fdw page ids",
 											   ALLOCSET_SMALL_SIZES);
-
-	cb = MemoryContextAlloc(estate->es_query_cxt, sizeof(MemoryContextCallback));
-	cb->func = release_page_callback;
-	cb->arg = &st->page;
-	MemoryContextRegisterResetCallback(st->page_cxt, cb);
 }
 
 /*

@@ -295,7 +295,9 @@ tokens_q="SELECT count(*) || ' ' || count(symbol) || ' ' || sum(decimals) || ' '
 sess_run "$tokens_q"
 tokens_ok=$SESS_OUT
 for patch in '"decimals": "\"twelve\""' '"createdAt": "\"2026-13-45T99:00:00.000Z\""' \
-  '"createdAt": "\"not a time\""' '"totalSupply": "1e400000"' '"totalSupply": "{\"amount\": 1}"'; do
+  '"createdAt": "\"not a time\""' '"createdAt": "\"yesterday\""' '"createdAt": "\"2026-01-02T00:00:00\""' \
+  '"totalSupply": "1e400000"' '"totalSupply": "{\"amount\": 1}"' '"totalSupply": "\"NaN\""' \
+  '"totalSupply": "\"-Infinity\""'; do
   faults "{\"every\": {\"patch\": 1}, \"patch\": {$patch}}"
   sess_run "$tokens_q"
   col=${patch#\"}
