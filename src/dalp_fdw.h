@@ -260,6 +260,7 @@ extern List *dalp_parse_json_path(const char *path_text);
 extern void dalp_append_query_param(StringInfo buf, const char *key,
 									const char *value);
 extern char *dalp_decode_for_display(const char *path);
+extern int	dalp_hex_value(char c);
 extern char *dalp_expand_path(const char *tmpl, const char *token,
 							  const char *key);
 

@@ -158,18 +158,6 @@ add_node(JsonDoc *doc, JsonKind kind, size_t start)
 	return doc->nnodes++;
 }
 
-static int
-hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Four hex digits at p, or -1. */
 static int
 hex4(const char *p)
@@ -178,7 +166,7 @@ hex4(const char *p)
 
 	for (int i = 0; i < 4; i++)
 	{
-		int			d = hex_digit(p[i]);
+		int			d = dalp_hex_value(p[i]);
 
 		if (d < 0)
 			return -1;

@@ -46,8 +46,9 @@ dalp_append_query_param(StringInfo buf, const char *key, const char *value)
 	append_percent_encoded(buf, value);
 }
 
-static int
-hex_value(char c)
+/* The value of a hexadecimal digit, or -1. */
+int
+dalp_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -73,8 +74,8 @@ dalp_decode_for_display(const char *path)
 		int			hi,
 					lo;
 
-		if (*p == '%' && (hi = hex_value(p[1])) >= 0 &&
-			(lo = hex_value(p[2])) >= 0)
+		if (*p == '%' && (hi = dalp_hex_value(p[1])) >= 0 &&
+			(lo = dalp_hex_value(p[2])) >= 0)
 		{
 			char		c = (char) ((hi << 4) | lo);
 
