@@ -85,6 +85,19 @@ SELECT server, requests, pages, rows, retries, errors, rate_limit_waits, bytes >
        network_wait_ms > 0 AS waited
   FROM dalp_fdw.stats();
 
+-- a server that sends neither meta.total nor facets (the contract allows
+-- it): counts come from paging, and the result does not change
+CREATE TEMP TABLE acb_names AS
+SELECT event_name, count(*) AS n FROM dalp.events WHERE token_address = :'acb' GROUP BY event_name;
+SELECT pg_temp.sim_faults('{"every": {"bare_meta": 1}}');
+SELECT pg_temp.clear();
+SELECT count(*) AS hif_events FROM dalp.events WHERE token_address = :'hif';
+SELECT count(*) AS requests FROM pg_temp.requests();
+SELECT count(*) AS differences
+  FROM ((SELECT event_name, count(*) FROM dalp.events WHERE token_address = :'acb' GROUP BY event_name)
+        EXCEPT TABLE acb_names) d;
+SELECT pg_temp.sim_faults('{}');
+
 -- EXPLAIN ANALYZE counts what was sent
 EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT count(*) FROM dalp.events WHERE token_address = :'hif' AND event_name = 'CheckpointUpdated';

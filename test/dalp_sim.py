@@ -30,6 +30,7 @@ KIND; when several fall on one request the first of FAULT_ORDER wins. Kinds:
   malformed   200 with the body cut in half
   html        200 with a proxy's HTML error page
   wrongshape  200 with JSON that has no "data"
+  bare_meta   the answer with meta.total removed and meta.facets {}
   patch       200 with every item of "data" changed by "patch": {FIELD: RAW}
               sets FIELD to the JSON text RAW verbatim ("1e400000", "\"x\""),
               {FIELD: null} removes it
@@ -1354,7 +1355,8 @@ class Api:
 # ---------------------------------------------------------------------------
 
 # When several kinds fall on the same request, the first in this order wins.
-FAULT_ORDER = ("reset", "slow", "stall", "redirect", "html", "malformed", "wrongshape", "patch", "400", "403", "422",
+FAULT_ORDER = ("reset", "slow", "stall", "redirect", "html", "malformed", "wrongshape", "patch", "bare_meta", "400",
+               "403", "422",
                "429", "500", "502", "503", "504")
 FAULT_KEYS = {"latency_ms", "every", "retry_after", "slow_ms", "path_prefix", "patch", "redirect_to", "echo_key"}
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
@@ -1420,6 +1422,11 @@ class Faults:
             return Resp(200, HTML_PAGE, ctype="text/html; charset=utf-8")
         if kind == "wrongshape":
             return Resp.json(200, {"items": [], "count": 0})
+        if kind == "bare_meta":      # the contract allows facets {} and no total
+            doc = json.loads(resp.body)
+            if isinstance(doc.get("meta"), dict):
+                doc["meta"] = {"facets": {}}
+            return Resp.json(resp.status, doc, rows=resp.rows)
         status = int(kind)
         err = ApiError(status, {400: "Bad request.", 403: "User does not have the required role to execute this action.",
                                 422: "The query does not match what this collection accepts.",
