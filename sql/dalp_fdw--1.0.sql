@@ -323,6 +323,21 @@ AS $$ SELECT h.ready FROM dalp_fdw.indexer_health(server, max_sync_lag) h $$;
 COMMENT ON FUNCTION indexer_ready(name, bigint) IS
     'dalp_fdw: indexer healthy or degraded, not reindexing, at most max_sync_lag blocks behind';
 
+-- A token address argument, lowercased (DALP's addresses are lowercase),
+-- or an error naming the argument.
+CREATE FUNCTION token_address_arg(token_address text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF token_address IS NULL OR lower(token_address) !~ '^0x[0-9a-f]{40}$' THEN
+        RAISE EXCEPTION 'invalid token address "%"', token_address
+              USING ERRCODE = 'invalid_parameter_value',
+                    DETAIL = 'A token address is 0x followed by 40 hexadecimal digits.';
+    END IF;
+    RETURN lower(token_address);
+END $$;
+
 -- Brings the mirror of one token up to date. The reread starts at the
 -- checkpoint minus reread_window, inclusively (NULL window: the whole
 -- history): events the API returns that the mirror lacks are inserted, and
@@ -340,17 +355,12 @@ DECLARE
     -- A name argument makes "C" the collation of every text variable; the
     -- indexes on the text columns are in the default one.
     srv text COLLATE "default" := server;
-    tok text COLLATE "default" := lower(token_address);
+    tok text COLLATE "default" := dalp_fdw.token_address_arg(token_address);
     nsp name;
     from_ts timestamptz;
     stamp timestamptz;
     ck record;
 BEGIN
-    IF tok IS NULL OR tok !~ '^0x[0-9a-f]{40}$' THEN
-        RAISE EXCEPTION 'invalid token address "%"', token_address
-              USING ERRCODE = 'invalid_parameter_value',
-                    DETAIL = 'A token address is 0x followed by 40 hexadecimal digits.';
-    END IF;
     IF reread_window < interval '0' THEN
         RAISE EXCEPTION 'reread_window must not be negative, got %', reread_window
               USING ERRCODE = 'invalid_parameter_value',
@@ -453,7 +463,7 @@ DECLARE
     -- A name argument makes "C" the collation of every text variable; the
     -- indexes on the text columns are in the default one.
     srv text COLLATE "default" := server;
-    tok text COLLATE "default" := lower(token_address);
+    tok text COLLATE "default" := dalp_fdw.token_address_arg(token_address);
     nsp name;
     health record;
     token_decimals int;
@@ -469,11 +479,6 @@ DECLARE
     ck record;
     sid bigint;
 BEGIN
-    IF tok IS NULL OR tok !~ '^0x[0-9a-f]{40}$' THEN
-        RAISE EXCEPTION 'invalid token address "%"', token_address
-              USING ERRCODE = 'invalid_parameter_value',
-                    DETAIL = 'A token address is 0x followed by 40 hexadecimal digits.';
-    END IF;
     IF record_time IS NULL THEN
         RAISE EXCEPTION 'record_time must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
