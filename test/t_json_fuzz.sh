@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# decode.c parses JSON itself: feed it 600 mutated response bodies
+# (truncations, flipped and inserted bytes, invalid UTF-8, bad escapes, deep
+# nesting, huge numbers) and check that every one gives rows or a clean
+# ERROR: the backend never crashes and the session goes on.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+port=$((DALP_SIM_PORT + 23))
+rounds=600
+"$DALP_PYTHON" - "$port" "$rounds" <<'PY' &
+import json, random, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+port, rounds = int(sys.argv[1]), int(sys.argv[2])
+rng = random.Random(7)
+items = [{"id": "0x%040x" % i, "name": "Factory \u00e9\u4e2d %d" % i, "typeId": "ATKBondFactory",
+          "hasTokens": i % 2 == 0, "tokenExtensions": ["BURNABLE", "CAPPED"],
+          "nested": {"a": [1, 2.5e3, -7, True, None, "x\"y\\z\n"], "b": {"c": "\ud83d\ude00"}}}
+         for i in range(5)]
+base = json.dumps({"data": items, "meta": {"total": 5, "facets": {}}, "links": {"self": "/v2/x"}}).encode()
+noise = [b"{", b"}", b"[", b"]", b'"', b",", b":", b"\\", b"\\u", b"\\ud800", b"\\u00zz", b"\x00", b"\xff",
+         b"\xc3", b"\xe4\xb8", b"1e99999", b"-", b"0.", b"tru", b"nul", b"9" * 400, b" " * 50]
+
+def mutate(i):
+    b = bytearray(base)
+    kind = i % 6
+    if kind == 0:
+        return bytes(b[:rng.randrange(len(b))])
+    if kind == 1:
+        for _ in range(rng.randrange(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        return bytes(b)
+    if kind == 2:
+        at = rng.randrange(len(b))
+        return bytes(b[:at] + rng.choice(noise) + b[at:])
+    if kind == 3:
+        depth = rng.choice([10, 1000, 100000])
+        return b'{"data": [{"id": "0x1", "name": ' + b"[" * depth + b"]" * depth + b"}]}"
+    if kind == 4:
+        return b'{"data": [{"id": "0x1", "hasTokens": ' + rng.choice(noise) + b', "name": "n"}]}'
+    a, z = sorted(rng.randrange(len(b)) for _ in range(2))
+    return bytes(b[:a] + b[a:z] * 2 + b[z:])
+
+bodies = [mutate(i) for i in range(rounds)]
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    n = 0
+    def do_GET(self):
+        body = bodies[H.n % len(bodies)]
+        H.n += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null || true' EXIT
+sleep 1
+
+dalp_psql -q <<SQL
+DROP SERVER IF EXISTS fuzz CASCADE;
+CREATE EXTENSION IF NOT EXISTS dalp_fdw;
+CREATE SERVER fuzz FOREIGN DATA WRAPPER dalp_fdw
+  OPTIONS (base_url 'http://127.0.0.1:$port', max_retries '0', rate_limit_per_minute '1000000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER fuzz OPTIONS (api_key '$DALP_API_KEY');
+CREATE FOREIGN TABLE fuzz_factories (address text, name text, has_tokens bool,
+  token_extensions text[], raw jsonb, nested jsonb OPTIONS (json_path 'nested'))
+  SERVER fuzz OPTIONS (resource 'factories');
+SQL
+
+script=$DALP_TMPDIR/fuzz.sql
+{
+  echo "SELECT pg_backend_pid() AS start_pid \\gset"
+  for ((i = 0; i < rounds; i++)); do
+    echo "SELECT count(*), max(raw::text), max(nested::text), max(name) FROM fuzz_factories;"
+  done
+  echo "SELECT pg_backend_pid() = :start_pid AS same_backend \\gset"
+  echo "\\echo same_backend=:same_backend"
+} >"$script"
+out=$("$DALP_PGBIN/psql" -X -q -v ON_ERROR_STOP=0 -f "$script" 2>&1 || true)
+dalp_psql -q -c "DROP SERVER fuzz CASCADE"
+
+errors=$(grep -c '^psql:.*ERROR:' <<<"$out" || true)
+grep -q 'same_backend=t' <<<"$out" ||
+  dalp_die "the backend did not survive the mutated bodies: $(grep -m3 -E 'closed|terminat|FATAL|PANIC' <<<"$out")"
+if grep -qE 'terminated by signal|PANIC' "$DALP_PGLOG"; then
+  dalp_die "the server log shows a crash: $(grep -m3 -E 'terminated by signal|PANIC' "$DALP_PGLOG")"
+fi
+# errors that point at a bug rather than at the bad body
+bad_signs='out of memory|invalid memory alloc|cache lookup failed|unrecognized|unexpected node|internal error|TRAP'
+if grep -E "^psql:.*ERROR:.*($bad_signs)" <<<"$out" >/dev/null; then
+  dalp_die "errors that point at a bug: $(grep -m5 -E "^psql:.*ERROR:.*($bad_signs)" <<<"$out")"
+fi
+kinds=$(grep -o 'ERROR:  .*' <<<"$out" | sed -E 's/ERROR:  //; s/(GET|for|after|at) .*//; s/"[^"]*"/…/g' |
+  sort | uniq -c | sort -rn | awk '{$1=$1; print}' | paste -sd ';' -)
+echo "ok: $rounds mutated bodies: $errors clean errors ($kinds), $((rounds - errors)) answered, the backend survived every one"
