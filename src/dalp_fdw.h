@@ -229,7 +229,6 @@ typedef struct DalpPage
 	void	   *items;			/* the items' node references */
 	int			nitems;
 	int64		total;			/* meta.total, or -1 when absent */
-	bool		has_next;		/* links.next present */
 	const char *display_path;	/* for errors */
 } DalpPage;
 

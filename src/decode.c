@@ -972,9 +972,6 @@ dalp_page_parse(DalpPage *page, const DalpHttpResult *res,
 		if (node_int64(doc, v, &total))
 			page->total = total;
 	}
-	v = object_get(doc, object_get(doc, 0, "links"), "next");
-	if (v != JSON_NONE && node(doc, v)->kind == JSON_STRING)
-		page->has_next = true;
 }
 
 /*

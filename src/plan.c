@@ -911,6 +911,24 @@ dalp_conds_from_private(const DalpResourceDef *res, List *private_conds)
 	return conds;
 }
 
+/* ForeignScan.fdw_private, in the order of enum DalpScanPrivateIndex. */
+static List *
+scan_private(DalpRelInfo *info, List *conds, List *attnums, const char *sort,
+			 DalpScanMode mode, const char *facet, int limit_flags)
+{
+	List	   *result = NIL;
+
+	result = lappend(result, makeString(pstrdup(info->res->name)));
+	result = lappend(result, conds_to_private(conds));
+	result = lappend(result, attnums);
+	result = lappend(result, makeString(pstrdup(sort)));
+	result = lappend(result, makeInteger(mode));
+	result = lappend(result, makeInteger(info->relid));
+	result = lappend(result, makeString(pstrdup(facet)));
+	result = lappend(result, makeInteger(limit_flags));
+	return result;
+}
+
 static ForeignScan *
 make_base_plan(PlannerInfo *root, RelOptInfo *baserel, ForeignPath *best_path,
 			   List *tlist, List *scan_clauses, Plan *outer_plan)
@@ -929,14 +947,8 @@ make_base_plan(PlannerInfo *root, RelOptInfo *baserel, ForeignPath *best_path,
 	if (best_path->fdw_private != NIL)
 		sort = strVal(linitial(best_path->fdw_private));
 
-	fdw_private = list_make5(makeString(pstrdup(info->res->name)),
-							 conds_to_private(conds),
-							 info->attnums,
-							 makeString(sort),
-							 makeInteger(DALP_MODE_ROWS));
-	fdw_private = lappend(fdw_private, makeInteger(info->relid));
-	fdw_private = lappend(fdw_private, makeString(""));
-	fdw_private = lappend(fdw_private, makeInteger(0));
+	fdw_private = scan_private(info, conds, info->attnums, sort,
+							   DALP_MODE_ROWS, "", 0);
 
 	return make_foreignscan(tlist,
 							extract_actual_clauses(local, false),
@@ -1003,14 +1015,11 @@ make_upper_plan(PlannerInfo *root, RelOptInfo *upperrel,
 		}
 	}
 
-	fdw_private = list_make5(makeString(pstrdup(info->res->name)),
-							 conds_to_private(info->conds),
-							 attnums,
-							 list_nth(path_private, DALP_UPPER_SORT),
-							 makeInteger(mode));
-	fdw_private = lappend(fdw_private, makeInteger(info->relid));
-	fdw_private = lappend(fdw_private, list_nth(path_private, DALP_UPPER_FACET));
-	fdw_private = lappend(fdw_private, makeInteger(limit_flags));
+	fdw_private = scan_private(info, info->conds, attnums,
+							   strVal(list_nth(path_private, DALP_UPPER_SORT)),
+							   mode,
+							   strVal(list_nth(path_private, DALP_UPPER_FACET)),
+							   limit_flags);
 
 	return make_foreignscan(tlist, NIL, 0, values, fdw_private,
 							scan_tlist, NIL, outer_plan);

@@ -102,6 +102,7 @@ typedef struct DalpScanState
 	int			nprev_ids;
 	char	  **cur_ids;
 	int			ncur_ids;
+	bool		may_repeat;		/* the page's next item may be a repeat */
 
 	DalpServerStats *stats;		/* this backend's counters for the server */
 
@@ -938,16 +939,22 @@ remember_page_ids(DalpScanState *st)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Was this item on the previous page?  The collection shifting between two
+ * requests repeats a run of the previous page's last items at the start of
+ * this one, so once an item is new, the rest of the page is too.
+ */
 static bool
 seen_on_previous_page(DalpScanState *st, int index)
 {
 	const char *id;
 
-	if (st->nprev_ids == 0)
+	if (!st->may_repeat)
 		return false;
 	id = dalp_page_item_id(&st->page, index, st->id_path);
-	return id && bsearch(&id, st->prev_ids, st->nprev_ids, sizeof(char *),
-						 compare_ids) != NULL;
+	st->may_repeat = id && bsearch(&id, st->prev_ids, st->nprev_ids,
+								   sizeof(char *), compare_ids) != NULL;
+	return st->may_repeat;
 }
 
 /*
@@ -1019,6 +1026,7 @@ next_page(DalpScanState *st)
 			st->ncur_ids = 0;
 		}
 		remember_page_ids(st);
+		st->may_repeat = st->nprev_ids > 0;
 	}
 
 	/* the prefetch window grows with the pages the executor consumes */
@@ -1267,6 +1275,7 @@ reset_execution(DalpScanState *st)
 	st->facet_rows = NIL;
 	st->prev_ids = st->cur_ids = NULL;
 	st->nprev_ids = st->ncur_ids = 0;
+	st->may_repeat = false;
 }
 
 /*
