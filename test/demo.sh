@@ -25,10 +25,7 @@ if [[ ${DALP_DEMO_ATTACH:-} == 1 ]]; then
   [[ -n ${PGPORT:-} && -n ${DALP_SIM_URL:-} ]] ||
     dalp_die "DALP_DEMO_ATTACH=1 needs PGHOST/PGPORT and DALP_SIM_URL of a running set-up"
 else
-  dalp_install_deps
-  dalp_build_install
-  dalp_start_cluster
-  dalp_start_sim
+  dalp_setup
 fi
 
 # A database of its own, so the demo runs the same beside other tests.

@@ -2,6 +2,7 @@
 # test/lib.sh: the set-up shared by test/demo.sh, test/run_all.sh and the
 # test scripts test/t_*.sh. Source it; it runs nothing by itself.
 #
+#   dalp_setup           all of the four below, as run_all.sh, demo.sh, env.sh do
 #   dalp_install_deps    apt-get install what is missing (Debian 12, as root)
 #   dalp_build_install   make && make install against PostgreSQL 15
 #   dalp_start_cluster   throwaway PostgreSQL 15 cluster on 127.0.0.1:$DALP_PGPORT
@@ -25,8 +26,9 @@
 #   DALP_PGPORT [54329]  DALP_SIM_PORT [18765]
 #   DALP_API_KEY [sm_dalp_test_0123456789abcdef]   DALP_SIM_TIMEOUT [60] (s)
 # Exported once started: PGHOST PGPORT PGUSER PGDATABASE DALP_PGLOG
-#   DALP_SIM_URL DALP_SIM_PORT DALP_API_KEY DALP_REPO DALP_PYTHON, and PATH
-#   begins with the PostgreSQL 15 bin directory.
+#   DALP_SIM_URL DALP_SIM_PORT DALP_API_KEY DALP_REPO DALP_PYTHON
+#   DALP_SIMCTL (a copy of test/simctl.py the server's OS user can read), and
+#   PATH begins with the PostgreSQL 15 bin directory.
 
 DALP_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DALP_PGBIN=/usr/lib/postgresql/15/bin
@@ -43,9 +45,14 @@ fi
 export DALP_REPO DALP_PGPORT DALP_SIM_PORT DALP_API_KEY DALP_PYTHON
 case ":$PATH:" in *":$DALP_PGBIN:"*) ;; *) export PATH="$DALP_PGBIN:$PATH" ;; esac
 
+# Everything the scripts run beyond a minimal Debian 12 (debootstrap
+# --variant=minbase: coreutils, diffutils, findutils, grep, sed, gzip, mawk,
+# util-linux's runuser are there already). postgresql-15 brings psql and
+# pgbench; procps: ps (t_secrets.sh); iproute2: ss (who holds a busy port);
+# libjson-c-dev: bench/'s raw client.
 DALP_APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
   libjson-c-dev pkg-config make gcc python3 curl postgresql-15-cron
-  postgresql-plpython3-15)
+  postgresql-plpython3-15 procps iproute2)
 
 # Per-process state, never exported, so a test script that sources this file
 # gets its own temp dir and stops only what it started itself. DALP_TMPDIR is
@@ -88,6 +95,13 @@ dalp_install_deps() {
     dalp_warn "apt-get update reported errors; trying the install anyway"
   _dalp_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" ||
     dalp_die "apt-get install ${missing[*]} failed (output above)"
+}
+
+dalp_setup() {
+  dalp_install_deps
+  dalp_build_install
+  dalp_start_cluster
+  dalp_start_sim
 }
 
 dalp_build_install() {
@@ -257,7 +271,18 @@ dalp_start_sim() {
   DALP_SIM_LAST_URL=http://127.0.0.1:$port
   if [[ $hint == DALP_SIM_PORT ]]; then
     export DALP_SIM_URL=$DALP_SIM_LAST_URL DALP_SIM_PORT=$port
+    _dalp_share_simctl
   fi
+}
+
+# The pg_regress suites drive the simulator from SQL (COPY ... FROM PROGRAM),
+# so test/simctl.py runs as the server's OS user, who may not read the
+# repository (a clone in a home directory of mode 0700): it runs a copy in
+# this process's temp dir, which that user can read.
+_dalp_share_simctl() {
+  install -m 644 "$DALP_REPO/test/simctl.py" "$DALP_TMPDIR/simctl.py" ||
+    dalp_die "cannot copy test/simctl.py to $DALP_TMPDIR"
+  export DALP_SIMCTL=$DALP_TMPDIR/simctl.py
 }
 
 dalp_stop_sim() {

@@ -5,7 +5,14 @@
 \set QUIET on
 \getenv dalp_url DALP_SIM_URL
 \getenv dalp_key DALP_API_KEY
-\set dalp_repo `pwd`
+\getenv dalp_simctl DALP_SIMCTL
+SELECT :{?dalp_url} AND :{?dalp_key} AND :{?dalp_simctl} AS dalp_env_set \gset
+\if :dalp_env_set
+\else
+\set ON_ERROR_STOP on
+DO $$ BEGIN RAISE EXCEPTION 'DALP_SIM_URL, DALP_API_KEY or DALP_SIMCTL is not set'
+  USING HINT = 'Run the suites as test/env.sh make installcheck (README, "make installcheck").'; END $$;
+\endif
 SET client_min_messages = warning;
 DROP SCHEMA IF EXISTS dalp CASCADE;
 DROP SERVER IF EXISTS sim CASCADE;
@@ -16,18 +23,19 @@ CREATE SCHEMA dalp;
 IMPORT FOREIGN SCHEMA v2 FROM SERVER sim INTO dalp;
 
 -- sim('faults ''{...}''') runs test/simctl.py against the simulator and
--- returns its output, one row per line.
+-- returns its output, one row per line. The server's OS user runs it, so it
+-- runs the copy test/lib.sh put where that user can read it (DALP_SIMCTL).
 CREATE TEMP TABLE sim_out (line text);
 CREATE OR REPLACE FUNCTION pg_temp.sim(args text) RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 BEGIN
   TRUNCATE sim_out;
   EXECUTE format('COPY sim_out FROM PROGRAM %L WITH (FORMAT csv, DELIMITER E''\x01'', QUOTE E''\x02'')',
-                 format('/usr/bin/python3 %s/test/simctl.py --url %s %s',
-                        current_setting('dalp.repo'), current_setting('dalp.url'), args));
+                 format('/usr/bin/python3 %s --url %s %s',
+                        current_setting('dalp.simctl'), current_setting('dalp.url'), args));
   RETURN QUERY SELECT line FROM sim_out;
 END $$;
-SELECT set_config('dalp.repo', :'dalp_repo', false) IS NOT NULL AS ok \gset
+SELECT set_config('dalp.simctl', :'dalp_simctl', false) IS NOT NULL AS ok \gset
 SELECT set_config('dalp.url', :'dalp_url', false) IS NOT NULL AS ok \gset
 
 -- The SQLSTATE and message a statement fails with, or 'ok'.

@@ -66,6 +66,25 @@ run_installcheck() {
   fi
 }
 
+# Every suite in sql/ is listed in the Makefile's REGRESS: one left out
+# would silently never run.
+check_regress_list() {
+  local listed f name missing=()
+  listed=" $(make --no-print-directory -s PG_CONFIG="$DALP_PG_CONFIG" -f Makefile -f - dalp-print-regress \
+    <<<$'dalp-print-regress:\n\t@echo $(REGRESS)') "
+  for f in sql/*.sql; do
+    name=${f#sql/}
+    name=${name%.sql}
+    [[ $name == dalp_fdw--* || $listed == *" $name "* ]] || missing+=("$name")
+  done
+  if ((${#missing[@]})); then
+    failed+=("Makefile: REGRESS lacks ${missing[*]} (sql/*.sql)")
+    printf 'FAIL Makefile: add %s to REGRESS\n' "${missing[*]}"
+  else
+    passed+=("Makefile REGRESS lists every sql/*.sql")
+  fi
+}
+
 # Runs one test command with a time limit; its output is shown if it fails.
 run_test() {
   local name=$1 out rc=0 t0=$SECONDS
@@ -94,14 +113,12 @@ run_test() {
   printf -- '----- end of %s -----\n' "$name"
 }
 
-dalp_install_deps
-dalp_build_install
-dalp_start_cluster
-dalp_start_sim
+dalp_setup
 
 if [[ -f test/sim_selftest.py ]]; then
   run_test sim_selftest.py "$DALP_PYTHON" test/sim_selftest.py
 fi
+check_regress_list
 run_installcheck
 for t in test/t_*.sh; do
   [[ -f $t ]] || continue # no match: the glob stays as written
