@@ -202,6 +202,26 @@ _dalp_tmp_init() {
   [[ -n $(trap -p HUP) ]] || trap 'exit 129' HUP
 }
 
+# Starts the cluster. A port in the ephemeral range (ip_local_port_range)
+# may be, for a while, the local end of another program's connection on a
+# busy machine: nothing listens there, yet the postmaster cannot bind it.
+# Such a start is tried again for a minute.
+_dalp_pg_start() {
+  local data=$1 log=$2 port=$3 i
+  for ((i = 1; ; i++)); do
+    _dalp_as_pg "$DALP_PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -s start && return 0
+    if ((i < 30)) && ! _dalp_port_busy "$port" &&
+      tail -n 20 "$log" | grep -q 'could not bind .*Address already in use'; then
+      dalp_warn "port $port is the local end of a connection just now (not a listener): starting again in 2 s" \
+        "$(command -v ss >/dev/null && ss -Htan "sport = :$port" | head -n 1)"
+      sleep 2
+      continue
+    fi
+    tail -n 50 "$log" >&2
+    dalp_die "PostgreSQL did not start (log tail above)"
+  done
+}
+
 dalp_start_cluster() {
   local port=$DALP_PGPORT dir data log
   [[ -x $DALP_PGBIN/initdb ]] || dalp_die "$DALP_PGBIN/initdb not found: run dalp_install_deps (postgresql-15)"
@@ -229,8 +249,7 @@ cron.host = '$dir'
 # throwaway cluster: speed over durability
 fsync = off
 EOF
-  _dalp_as_pg "$DALP_PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -s start ||
-    { tail -n 50 "$log" >&2; dalp_die "PostgreSQL did not start (log tail above)"; }
+  _dalp_pg_start "$data" "$log" "$port"
   export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres DALP_PGLOG=$log
   dalp_psql -qAt -c 'SELECT 1' >/dev/null ||
     { tail -n 50 "$log" >&2; dalp_die "PostgreSQL started but refuses connections on 127.0.0.1:$port"; }
