@@ -87,6 +87,35 @@ EXPLAIN (VERBOSE, COSTS OFF)
 SELECT symbol FROM typed_tokens WHERE created_at >= '2026-03' AND symbol = 'VGOLD';
 SELECT symbol FROM typed_tokens WHERE created_at >= '2026-03' AND symbol = 'VGOLD';
 
+-- any declared type: the value's text read by the type's input function
+-- (test/t_types.sh checks every column source x type x read path)
+CREATE FOREIGN TABLE typed_raw (symbol text, raw json, decimals varchar(2))
+  SERVER sim OPTIONS (resource 'tokens');
+SELECT json_typeof(raw), raw->>'symbol' = symbol AS same, decimals
+  FROM typed_raw WHERE symbol = 'ACB30';
+CREATE FOREIGN TABLE typed_events (token_address varchar(42), "values" text,
+  event_name varchar(30), block_number numeric(12,1))
+  SERVER sim OPTIONS (resource 'events', token_address :'acb');
+SELECT token_address, "values"::jsonb ? 'amount' AS has_amount, block_number
+  FROM typed_events WHERE event_name = 'MintCompleted' LIMIT 1;
+-- a grouped varchar still comes from meta.facets
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT event_name, count(*) FROM typed_events GROUP BY event_name;
+SELECT event_name, count(*) FROM typed_events GROUP BY event_name ORDER BY 2 DESC LIMIT 2;
+-- what the type refuses is an error naming the column, its type and the value
+CREATE FOREIGN TABLE typed_wrong (raw tsvector) SERVER sim OPTIONS (resource 'tokens');
+SELECT raw FROM typed_wrong LIMIT 1;
+ALTER FOREIGN TABLE typed_wrong ALTER COLUMN raw TYPE int8;
+SELECT raw FROM typed_wrong LIMIT 1;
+CREATE FOREIGN TABLE typed_holders (token_address int8, account varchar(3))
+  SERVER sim OPTIONS (resource 'holders', token_address :'acb');
+SELECT token_address FROM typed_holders LIMIT 1;
+SELECT account FROM typed_holders LIMIT 1;
+-- a "char" keeps one byte of each value, so its groups are not the API's
+ALTER FOREIGN TABLE typed_events ALTER COLUMN event_name TYPE "char";
+EXPLAIN (COSTS OFF) SELECT event_name, count(*) FROM typed_events GROUP BY event_name;
+SELECT event_name, count(*) FROM typed_events GROUP BY event_name ORDER BY 1;
+
 -- dropped and added columns
 CREATE FOREIGN TABLE altered (symbol text, scratch text OPTIONS (json_path 'name'), decimals int)
   SERVER sim OPTIONS (resource 'tokens');

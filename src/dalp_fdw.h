@@ -200,6 +200,25 @@ extern DalpServerStats *dalp_stats_for(Oid serverid);
  * ----------------------------------------------------------------
  */
 
+/*
+ * How a value becomes a Datum of the column's declared type: decided once,
+ * when the binding is made, from that type (any type a role declared).
+ */
+typedef enum DalpConversion
+{
+	DALP_CONV_TEXT,				/* text: the value's text */
+	DALP_CONV_JSONB,			/* jsonb: the JSON value itself */
+	DALP_CONV_TIMESTAMPTZ,		/* timestamptz: DALP's timestamp shape read
+								 * directly, anything else as DALP_CONV_INPUT */
+	DALP_CONV_JSON_TEXT,		/* json, domains over json or jsonb: the
+								 * input function reads the JSON text */
+	DALP_CONV_ARRAY,			/* arrays: a JSON array, as an array literal
+								 * of its elements' texts, read by the input
+								 * function */
+	DALP_CONV_INPUT				/* any other type: the input function reads
+								 * the value's text */
+} DalpConversion;
+
 /* How one attribute of the foreign table is filled from an item. */
 typedef struct DalpColumnBinding
 {
@@ -207,18 +226,18 @@ typedef struct DalpColumnBinding
 	const char *colname;
 	Oid			typid;
 	int32		typmod;
+	const char *typname;		/* with its modifier, for errors */
 	DalpValueKind kind;
 	List	   *paths;			/* alternatives; each a List of String
 								 * segments */
 	char	   *path_text;		/* as the user wrote it, for errors */
+	DalpConversion conv;
+	Oid			basetypid;		/* typid, or a domain's base type */
 	FmgrInfo	infunc;
 	Oid			typioparam;
-	Oid			elemtypid;		/* arrays: element type, else InvalidOid */
-	FmgrInfo	eleminfunc;
-	Oid			elemioparam;
-	int16		elemlen;
-	bool		elembyval;
-	char		elemalign;
+	Oid			elembasetypid;	/* DALP_CONV_ARRAY: the elements' base type */
+	bool		elem_json;		/* ... elements are json or jsonb */
+	char		elemdelim;		/* ... the array literal's delimiter */
 } DalpColumnBinding;
 
 /* One decoded response page; json stays inside decode.c. */
@@ -250,6 +269,10 @@ extern void dalp_page_item_to_datums(DalpPage *page, int index,
 									 const char *search_echo,
 									 Datum *values, bool *nulls);
 extern List *dalp_parse_json_path(const char *path_text);
+extern void dalp_binding_set_type(DalpColumnBinding *b, Oid typid,
+								  int32 typmod);
+extern Datum dalp_text_to_datum(DalpColumnBinding *b, const char *text,
+								const char *display_path);
 
 /* ----------------------------------------------------------------
  * Requests (request.c): building paths and query strings

@@ -29,11 +29,10 @@
 #include "datatype/timestamp.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
-#include "utils/numeric.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 /* ----------------------------------------------------------------
@@ -721,29 +720,6 @@ json_text(const JsonDoc *doc, JsonRef ref)
 	return server_string(buf.data, buf.len);
 }
 
-/* What messages call a kind of value. */
-static const char *
-json_kind_name(JsonKind kind)
-{
-	switch (kind)
-	{
-		case JSON_NULL:
-			return "null";
-		case JSON_FALSE:
-		case JSON_TRUE:
-			return "boolean";
-		case JSON_NUMBER:
-			return "number";
-		case JSON_STRING:
-			return "string";
-		case JSON_ARRAY:
-			return "array";
-		case JSON_OBJECT:
-			return "object";
-	}
-	return "value";
-}
-
 /* ----------------------------------------------------------------
  * API errors
  * ----------------------------------------------------------------
@@ -1102,23 +1078,29 @@ resolve_binding(const JsonDoc *doc, JsonRef item, DalpColumnBinding *b)
 /* What the error context says about the conversion under way. */
 typedef struct ConversionContext
 {
-	const DalpPage *page;
+	const char *display_path;	/* the request, or NULL */
 	const DalpColumnBinding *binding;
-	const char *value;
+	const char *value;			/* the text being converted, or NULL */
 } ConversionContext;
 
 static void
 conversion_error_callback(void *arg)
 {
 	ConversionContext *cc = (ConversionContext *) arg;
+	const DalpColumnBinding *b = cc->binding;
+	StringInfoData buf;
 
-	if (cc->binding == NULL)
+	if (b == NULL)
 		return;
-	errcontext("column \"%s\" (json path \"%s\") with value \"%s\" in the response to GET %s",
-			   cc->binding->colname,
-			   cc->binding->path_text ? cc->binding->path_text : "",
-			   cc->value ? cc->value : "",
-			   cc->page->display_path);
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "column \"%s\" of type %s", b->colname, b->typname);
+	if (b->path_text)
+		appendStringInfo(&buf, " (json path \"%s\")", b->path_text);
+	if (cc->value)
+		appendStringInfo(&buf, " with value \"%s\"", cc->value);
+	if (cc->display_path)
+		appendStringInfo(&buf, " in the response to GET %s", cc->display_path);
+	errcontext("%s", buf.data);
 }
 
 /* text cannot hold a NUL character */
@@ -1320,46 +1302,6 @@ named_values_to_jsonb(const JsonDoc *doc, JsonRef v)
 	return JsonbPGetDatum(JsonbValueToJsonb(&object));
 }
 
-static Datum
-array_from_json(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
-				ConversionContext *cc)
-{
-	size_t		n;
-	Datum	   *elems;
-	bool	   *elemnulls;
-	int			dims[1];
-	int			lbs[1] = {1};
-	size_t		i = 0;
-
-	if (node(doc, v)->kind != JSON_ARRAY)
-	{
-		cc->value = json_text(doc, v);
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-				 errmsg("expected a JSON array for column \"%s\"", b->colname)));
-	}
-	n = node(doc, v)->len;
-	elems = palloc(sizeof(Datum) * Max(n, 1));
-	elemnulls = palloc(sizeof(bool) * Max(n, 1));
-	for (JsonRef e = v + 1; e < node(doc, v)->next; e = node(doc, e)->next, i++)
-	{
-		char	   *text;
-
-		elemnulls[i] = (node(doc, e)->kind == JSON_NULL);
-		if (elemnulls[i])
-			continue;
-		text = scalar_text(doc, e);
-		if (text == NULL)
-			text = json_text(doc, e);
-		cc->value = text;
-		elems[i] = InputFunctionCall(&b->eleminfunc, text, b->elemioparam, -1);
-	}
-	dims[0] = (int) n;
-	return PointerGetDatum(construct_md_array(elems, elemnulls, 1, dims, lbs,
-											  b->elemtypid, b->elemlen,
-											  b->elembyval, b->elemalign));
-}
-
 static inline int
 two_digits(const char *s)
 {
@@ -1462,63 +1404,240 @@ raise_bad_value(const DalpColumnBinding *b, const char *expected)
 					b->colname, expected)));
 }
 
+/*
+ * numeric_in also reads NaN and Infinity (any case, Infinity signed, after
+ * spaces), which are no amounts.
+ */
+static bool
+spells_nan_or_infinity(const char *s)
+{
+	while (isspace((unsigned char) *s))
+		s++;
+	if (*s == '+' || *s == '-')
+		s++;
+	return pg_strncasecmp(s, "nan", 3) == 0 || pg_strncasecmp(s, "inf", 3) == 0;
+}
+
+/*
+ * Checks stricter than some input functions, so that a bad value is never
+ * read as another: booleans only as true or false, timestamps with a time
+ * zone only in ISO 8601 with the zone, numerics only finite.  basetypid is
+ * the type (or a domain's base type) of the column or of its elements.
+ */
+static void
+check_text(const DalpColumnBinding *b, Oid basetypid, const char *text)
+{
+	if (basetypid == BOOLOID && strcmp(text, "true") != 0 &&
+		strcmp(text, "false") != 0)
+		raise_bad_value(b, "true or false");
+	if (basetypid == TIMESTAMPTZOID && !is_iso8601_zoned(text))
+		raise_bad_value(b, "an ISO 8601 timestamp with a time zone");
+	if (basetypid == NUMERICOID && spells_nan_or_infinity(text))
+		raise_bad_value(b, "a finite decimal number");
+}
+
+/* The column's type read from text, as PostgreSQL reads a literal. */
 static Datum
-convert_value(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
+text_datum(DalpColumnBinding *b, const char *text, ConversionContext *cc)
+{
+	cc->value = text;
+	if (b->conv == DALP_CONV_TEXT)
+		return CStringGetTextDatum(text);
+	if (b->conv != DALP_CONV_ARRAY)
+		check_text(b, b->basetypid, text);
+	return InputFunctionCall(&b->infunc, (char *) text, b->typioparam,
+							 b->typmod);
+}
+
+/*
+ * A JSON array as an array literal with every element quoted, so that the
+ * array type's input function builds the array, with the column's type
+ * modifier for its elements (and a domain's constraints for the whole).
+ */
+static char *
+array_literal(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
 			  ConversionContext *cc)
 {
-	Datum		result;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoCharMacro(&buf, '{');
+	for (JsonRef e = v + 1; e < node(doc, v)->next; e = node(doc, e)->next)
+	{
+		const char *text = NULL;
+
+		if (e > v + 1)
+			appendStringInfoCharMacro(&buf, b->elemdelim);
+		if (node(doc, e)->kind == JSON_NULL)
+		{
+			appendStringInfoString(&buf, "NULL");
+			continue;
+		}
+		if (!b->elem_json)
+			text = scalar_text(doc, e);
+		if (text == NULL)
+			text = json_text(doc, e);
+		cc->value = text;
+		check_text(b, b->elembasetypid, text);
+		appendStringInfoCharMacro(&buf, '"');
+		for (; *text; text++)
+		{
+			if (*text == '"' || *text == '\\')
+				appendStringInfoCharMacro(&buf, '\\');
+			appendStringInfoCharMacro(&buf, *text);
+		}
+		appendStringInfoCharMacro(&buf, '"');
+	}
+	appendStringInfoCharMacro(&buf, '}');
+	return buf.data;
+}
+
+/* A JSON value as a Datum of the column's type. */
+static Datum
+node_datum(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
+		   ConversionContext *cc)
+{
 	JsonNode   *n = node(doc, v);
 	char	   *text;
 
-	if (b->typid == JSONBOID)
-		return jsonb_from_node(doc, v);
-	if (OidIsValid(b->elemtypid))
-		return array_from_json(doc, v, b, cc);
-
-	if (n->kind == JSON_STRING)
+	switch (b->conv)
 	{
-		reject_nul(doc, v);
-		if (b->typid == TEXTOID)
-		{
-			text = server_string(node_text(doc, v), n->len);
-			return PointerGetDatum(cstring_to_text_with_len(text,
-															text == node_text(doc, v)
-															? (int) n->len : (int) strlen(text)));
-		}
-		if (b->typid == TIMESTAMPTZOID && b->typmod < 0)
-		{
-			TimestampTz ts;
+		case DALP_CONV_JSONB:
+			return jsonb_from_node(doc, v);
+		case DALP_CONV_JSON_TEXT:
+			return text_datum(b, json_text(doc, v), cc);
+		case DALP_CONV_ARRAY:
+			cc->value = json_text(doc, v);
+			if (n->kind != JSON_ARRAY)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+						 errmsg("expected a JSON array for column \"%s\"",
+								b->colname)));
+			text = array_literal(doc, v, b, cc);
+			cc->value = json_text(doc, v);
+			return InputFunctionCall(&b->infunc, text, b->typioparam,
+									 b->typmod);
+		case DALP_CONV_TEXT:
+			if (n->kind == JSON_STRING)
+			{
+				reject_nul(doc, v);
+				text = server_string(node_text(doc, v), n->len);
+				return PointerGetDatum(cstring_to_text_with_len(text,
+																text == node_text(doc, v)
+																? (int) n->len : (int) strlen(text)));
+			}
+			break;
+		case DALP_CONV_TIMESTAMPTZ:
+			{
+				TimestampTz ts;
 
-			if (fast_timestamptz(node_text(doc, v), n->len, &ts))
-				return TimestampTzGetDatum(ts);
-		}
+				if (n->kind == JSON_STRING &&
+					fast_timestamptz(node_text(doc, v), n->len, &ts))
+					return TimestampTzGetDatum(ts);
+			}
+			break;
+		case DALP_CONV_INPUT:
+			break;
 	}
-
+	/* scalars convert from their text, arrays and objects from their JSON */
 	text = scalar_text(doc, v);
 	if (text == NULL)
-	{
-		if (b->typid == TEXTOID)
-			return CStringGetTextDatum(json_text(doc, v));
-		cc->value = json_text(doc, v);
+		text = json_text(doc, v);
+	return text_datum(b, text, cc);
+}
+
+/*
+ * Event values, folded into one object (named_values_to_jsonb), as a
+ * Datum of the column's type: other types than jsonb read its text.
+ */
+static Datum
+named_values_datum(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
+				   ConversionContext *cc)
+{
+	Jsonb	   *folded;
+
+	if (node(doc, v)->kind != JSON_ARRAY)
+		return node_datum(doc, v, b, cc);
+	folded = DatumGetJsonbP(named_values_to_jsonb(doc, v));
+	if (b->conv == DALP_CONV_JSONB)
+		return JsonbPGetDatum(folded);
+	cc->value = JsonbToCString(NULL, &folded->root, VARSIZE(folded));
+	if (b->conv == DALP_CONV_ARRAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-				 errmsg("cannot convert a JSON %s to type %s for column \"%s\"",
-						json_kind_name((JsonKind) n->kind),
-						format_type_be(b->typid), b->colname)));
+				 errmsg("expected a JSON array for column \"%s\"", b->colname)));
+	return text_datum(b, cc->value, cc);
+}
+
+/*
+ * Decide, once per binding, how the values of a column of this declared
+ * type are converted (DalpConversion).  A role may declare any type:
+ * outside the fast paths for exactly text, jsonb and timestamptz, every
+ * value goes through the type's input function with the type modifier, as
+ * postgres_fdw reads remote text, so no Datum is handed out as another
+ * type.
+ */
+void
+dalp_binding_set_type(DalpColumnBinding *b, Oid typid, int32 typmod)
+{
+	Oid			infunc;
+	Oid			elemtypid;
+
+	b->typid = typid;
+	b->typmod = typmod;
+	b->typname = format_type_with_typemod(typid, typmod);
+	b->basetypid = getBaseType(typid);
+	getTypeInputInfo(typid, &infunc, &b->typioparam);
+	fmgr_info(infunc, &b->infunc);
+	elemtypid = get_element_type(b->basetypid);
+
+	if (typid == TEXTOID)
+		b->conv = DALP_CONV_TEXT;
+	else if (typid == JSONBOID)
+		b->conv = DALP_CONV_JSONB;
+	else if (typid == TIMESTAMPTZOID && typmod < 0)
+		b->conv = DALP_CONV_TIMESTAMPTZ;
+	else if (b->basetypid == JSONOID || b->basetypid == JSONBOID)
+		b->conv = DALP_CONV_JSON_TEXT;
+	/* a true array, not a fixed-layout type such as int2vector */
+	else if (OidIsValid(elemtypid) && get_array_type(elemtypid) == b->basetypid)
+	{
+		int16		elemlen;
+		bool		elembyval;
+		char		elemalign;
+		Oid			elemioparam;
+		Oid			eleminfunc;
+
+		b->conv = DALP_CONV_ARRAY;
+		b->elembasetypid = getBaseType(elemtypid);
+		b->elem_json = (b->elembasetypid == JSONOID ||
+						b->elembasetypid == JSONBOID);
+		get_type_io_data(elemtypid, IOFunc_input, &elemlen, &elembyval,
+						 &elemalign, &b->elemdelim, &elemioparam, &eleminfunc);
 	}
-	if (b->typid == TEXTOID)
-		return CStringGetTextDatum(text);
-	cc->value = text;
-	/* stricter than the input functions, so that a bad value is never read as another */
-	if (b->typid == BOOLOID && strcmp(text, "true") != 0 && strcmp(text, "false") != 0)
-		raise_bad_value(b, "true or false");
-	if (b->typid == TIMESTAMPTZOID && !is_iso8601_zoned(text))
-		raise_bad_value(b, "an ISO 8601 timestamp with a time zone");
-	result = InputFunctionCall(&b->infunc, text, b->typioparam, b->typmod);
-	if (b->typid == NUMERICOID &&
-		(numeric_is_nan(DatumGetNumeric(result)) ||
-		 numeric_is_inf(DatumGetNumeric(result))))
-		raise_bad_value(b, "a finite number");
+	else
+		b->conv = DALP_CONV_INPUT;
+}
+
+/*
+ * A text value (a token address, a search value, a facet value) as a
+ * Datum of the column's type; display_path, if known, names the request
+ * in errors.
+ */
+Datum
+dalp_text_to_datum(DalpColumnBinding *b, const char *text,
+				   const char *display_path)
+{
+	ConversionContext cc = {display_path, b, NULL};
+	ErrorContextCallback errcallback;
+	Datum		result;
+
+	errcallback.callback = conversion_error_callback;
+	errcallback.arg = &cc;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+	result = text_datum(b, text, &cc);
+	error_context_stack = errcallback.previous;
 	return result;
 }
 
@@ -1579,7 +1698,7 @@ dalp_page_item_to_datums(DalpPage *page, int index,
 {
 	const JsonDoc *doc = (const JsonDoc *) page->root;
 	JsonRef		item = page_item(page, index);
-	ConversionContext cc = {page, NULL, NULL};
+	ConversionContext cc = {page->display_path, NULL, NULL};
 	ErrorContextCallback errcallback;
 
 	errcallback.callback = conversion_error_callback;
@@ -1601,26 +1720,26 @@ dalp_page_item_to_datums(DalpPage *page, int index,
 			case DALP_VALUE_TOKEN:
 				if (token_address)
 				{
-					values[att] = CStringGetTextDatum(token_address);
+					values[att] = text_datum(b, token_address, &cc);
 					nulls[att] = false;
 				}
 				break;
 			case DALP_VALUE_SEARCH_ECHO:
 				if (search_echo)
 				{
-					values[att] = CStringGetTextDatum(search_echo);
+					values[att] = text_datum(b, search_echo, &cc);
 					nulls[att] = false;
 				}
 				break;
 			case DALP_VALUE_RAW:
-				values[att] = jsonb_from_node(doc, item);
+				values[att] = node_datum(doc, item, b, &cc);
 				nulls[att] = false;
 				break;
 			case DALP_VALUE_NAMED_VALUES:
 				v = resolve_binding(doc, item, b);
 				if (v != JSON_NONE)
 				{
-					values[att] = named_values_to_jsonb(doc, v);
+					values[att] = named_values_datum(doc, v, b, &cc);
 					nulls[att] = false;
 				}
 				break;
@@ -1628,7 +1747,7 @@ dalp_page_item_to_datums(DalpPage *page, int index,
 				v = resolve_binding(doc, item, b);
 				if (v != JSON_NONE)
 				{
-					values[att] = convert_value(doc, v, b, &cc);
+					values[att] = node_datum(doc, v, b, &cc);
 					nulls[att] = false;
 				}
 				break;

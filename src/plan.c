@@ -487,14 +487,11 @@ dalp_make_bindings(Relation rel, const DalpResourceDef *res, List *attnums,
 		DalpColumnBinding *b = &bindings[n];
 		char	   *json_path = dalp_column_json_path(RelationGetRelid(rel), attnum);
 		const DalpColumnDef *col = dalp_column_lookup(res, NameStr(att->attname));
-		Oid			infunc;
 
 		if (att->attisdropped)
 			continue;
 		b->attnum = positions ? list_nth_int(positions, i) : attnum;
 		b->colname = pstrdup(NameStr(att->attname));
-		b->typid = att->atttypid;
-		b->typmod = att->atttypmod;
 		if (json_path != NULL)
 		{
 			b->kind = DALP_VALUE_PATH;
@@ -516,17 +513,7 @@ dalp_make_bindings(Relation rel, const DalpResourceDef *res, List *attnums,
 		if (b->path_text)
 			b->paths = dalp_parse_json_path(b->path_text);
 
-		b->elemtypid = (b->typid == JSONBOID || b->typid == JSONOID)
-			? InvalidOid : get_element_type(b->typid);
-		if (OidIsValid(b->elemtypid))
-		{
-			get_typlenbyvalalign(b->elemtypid, &b->elemlen, &b->elembyval,
-								 &b->elemalign);
-			getTypeInputInfo(b->elemtypid, &infunc, &b->elemioparam);
-			fmgr_info(infunc, &b->eleminfunc);
-		}
-		getTypeInputInfo(b->typid, &infunc, &b->typioparam);
-		fmgr_info(infunc, &b->infunc);
+		dalp_binding_set_type(b, att->atttypid, att->atttypmod);
 		n++;
 	}
 	*nbindings = n;
@@ -1073,6 +1060,15 @@ add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 
 		facet = column_of_var(tle->expr, input_rel, info);
 		if (facet == NULL || !facet->facet || !info->single_stream)
+			return;
+
+		/*
+		 * The API counts by exact string.  Grouping by another type's
+		 * equality (a "char" column keeps the first byte, bool reads "yes"
+		 * and "true" alike) would split a group in two.
+		 */
+		if (sgc->eqop != TextEqualOperator ||
+			!get_collation_isdeterministic(exprCollation((Node *) tle->expr)))
 			return;
 		rows = 10;
 	}

@@ -1171,7 +1171,12 @@ store_count(DalpScanState *st, TupleTableSlot *slot, int64 count,
 		if (is_agg)
 			slot->tts_values[i] = Int64GetDatum(count);
 		else if (facet_value)
-			slot->tts_values[i] = CStringGetTextDatum(facet_value);
+		{
+			/* the only column of a facet scan: the grouped one */
+			Assert(st->nbindings == 1 && st->bindings[0].attnum == i + 1);
+			slot->tts_values[i] = dalp_text_to_datum(&st->bindings[0],
+													 facet_value, NULL);
+		}
 	}
 	ExecStoreVirtualTuple(slot);
 }
