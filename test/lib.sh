@@ -53,6 +53,11 @@ case ":$PATH:" in *":$DALP_PGBIN:"*) ;; *) export PATH="$DALP_PGBIN:$PATH" ;; es
 DALP_APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
   libjson-c-dev pkg-config make gcc python3 curl postgresql-15-cron
   postgresql-plpython3-15 procps iproute2)
+# What test/pkg_test.sh needs on top: the Debian package build (debian/control's
+# Build-Depends) and lintian.
+# shellcheck disable=SC2034 # read by test/pkg_test.sh
+DALP_PKG_APT_PACKAGES=(build-essential debhelper dpkg-dev postgresql-server-dev-all
+  lintian git)
 
 # Per-process state, never exported, so a test script that sources this file
 # gets its own temp dir and stops only what it started itself. DALP_TMPDIR is
@@ -93,7 +98,8 @@ dalp_install_deps() {
   # lists were fetched; the install below is the real test.
   _dalp_root env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
     dalp_warn "apt-get update reported errors; trying the install anyway"
-  _dalp_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" ||
+  # Lock::Timeout: wait for another apt-get or dpkg instead of failing.
+  _dalp_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=120 "${missing[@]}" ||
     dalp_die "apt-get install ${missing[*]} failed (output above)"
 }
 
