@@ -28,8 +28,11 @@ SELECT address AS hif FROM dalp.tokens WHERE symbol = 'HIF' \gset
 SELECT count(*) AS lines FROM pg_temp.sim('clear');
 SELECT token_address = :'acb' AS is_acb, count(*) > 0 AS has_rows
   FROM dalp.holders WHERE token_address IN (:'acb', :'hif') GROUP BY 1 ORDER BY 1;
+-- (HIF's 235 holders take two pages: read between two markers, its newest event)
 SELECT count(*) FILTER (WHERE l->>'path' = '/api/v2/tokens') AS listings,
-       count(DISTINCT l->>'path') AS paths
+       count(DISTINCT l->>'path') FILTER (WHERE l->>'path' LIKE '%/holders') AS holder_paths,
+       count(*) FILTER (WHERE l->>'path' = '/api/v2/tokens/' || :'hif' || '/events'
+                          AND l->'query'->>'page[limit]' = '1') AS markers
   FROM pg_temp.sim('log') s(line), jsonb_array_elements(s.line::jsonb) l;
 
 -- the token_address column is the token each row was read for

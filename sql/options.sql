@@ -34,6 +34,10 @@ ALTER SERVER good OPTIONS (SET page_size '201');
 ALTER SERVER good OPTIONS (ADD bogus 'x');
 ALTER SERVER good OPTIONS (DROP base_url);
 ALTER SERVER good OPTIONS (SET page_size '200');
+-- what a read does when the ledger keeps moving: server, or table, decides
+ALTER SERVER good OPTIONS (ADD on_ledger_change 'warn');
+ALTER SERVER good OPTIONS (ADD on_ledger_change 'warning', ADD ledger_rereads '11');
+ALTER SERVER good OPTIONS (ADD on_ledger_change 'warning', ADD ledger_rereads '0');
 -- the wrapper itself takes no options
 ALTER FOREIGN DATA WRAPPER dalp_fdw OPTIONS (ADD base_url 'https://x');
 
@@ -52,6 +56,8 @@ CREATE FOREIGN TABLE ft_bad (id text OPTIONS (path 'x')) SERVER good OPTIONS (re
 CREATE FOREIGN TABLE ft_bad (id text OPTIONS (json_path '')) SERVER good OPTIONS (resource 'events');
 CREATE FOREIGN TABLE ft_ok (id text) SERVER good
   OPTIONS (resource 'events', token_address '0x00000000000000000000000000000000000000aA');
+ALTER FOREIGN TABLE ft_ok OPTIONS (ADD on_ledger_change 'error', ADD ledger_rereads '10');
+ALTER FOREIGN TABLE ft_ok OPTIONS (SET on_ledger_change 'ignore');
 ALTER FOREIGN TABLE ft_ok OPTIONS (DROP resource);
 
 -- a query without a user mapping says which statement to run

@@ -184,32 +184,41 @@ static const DalpColumnDef health_snapshot_columns[] = {
 /*
  * scan_sort is an ascending order where items created while a scan pages
  * through the collection land on its last page, so offset paging neither
- * repeats nor skips them.
+ * repeats nor skips them.  A collection whose items can move in its read
+ * order (holders by balance) or leave it has a change marker: a resource
+ * whose newest item, sorted by the reverse of its scan_sort, changes
+ * whenever the collection does; see hold_stream() in scan.c.
  */
 static const DalpResourceDef resource_defs[] = {
 	{"tokens", "/tokens", true, NULL, "/tokens/{key}", "address", true,
-	"createdAt", "id", {NULL, NULL}, COLUMNS(token_columns)},
+	"createdAt", "id", "tokens", {NULL, NULL}, COLUMNS(token_columns)},
+	/* every change of a balance is an event of the token */
 	{"holders", "/tokens/{token}/holders", true, NULL,
 		"/tokens/{token}/holder-balances?holderAddress={key}", "account", false,
-	NULL, "account.id", {NULL, NULL}, COLUMNS(holder_columns)},
+	NULL, "account.id", "events", {NULL, NULL}, COLUMNS(holder_columns)},
 	{"events", "/tokens/{token}/events", true, NULL, NULL, NULL, false,
-	"blockTimestamp", "id", {"block_number", "tx_index"}, COLUMNS(event_columns)},
+		"blockTimestamp", "id", NULL, {"block_number", "tx_index"},
+	COLUMNS(event_columns)},
 	{"factories", "/system/factories", true, NULL, NULL, NULL, false,
-	NULL, "id", {NULL, NULL}, COLUMNS(factory_columns)},
+	NULL, "id", NULL, {NULL, NULL}, COLUMNS(factory_columns)},
 	{"token_features", "/tokens/{token}/features", true, NULL, NULL, NULL,
-	false, NULL, NULL, {NULL, NULL}, COLUMNS(feature_columns)},
+	false, NULL, NULL, NULL, {NULL, NULL}, COLUMNS(feature_columns)},
 	{"token_metadata", "/tokens/{token}/metadata", true, NULL, NULL, NULL,
-	false, NULL, NULL, {NULL, NULL}, COLUMNS(metadata_columns)},
+	false, NULL, NULL, NULL, {NULL, NULL}, COLUMNS(metadata_columns)},
 	{"compliance_modules", "/tokens/{token}/compliance-modules", true, NULL,
-	NULL, NULL, false, NULL, NULL, {NULL, NULL}, COLUMNS(compliance_columns)},
+	NULL, NULL, false, NULL, NULL, NULL, {NULL, NULL}, COLUMNS(compliance_columns)},
 	{"transfer_approvals", "/tokens/{token}/transfer-approvals", true, NULL,
-	NULL, NULL, false, NULL, "id", {NULL, NULL}, COLUMNS(approval_columns)},
+	NULL, NULL, false, NULL, "id", NULL, {NULL, NULL}, COLUMNS(approval_columns)},
 	{"asset_class_definitions", "/settings/asset-class-definitions", true,
-	NULL, NULL, NULL, false, NULL, "id", {NULL, NULL}, COLUMNS(asset_class_columns)},
+	NULL, NULL, NULL, false, NULL, "id", NULL, {NULL, NULL},
+	COLUMNS(asset_class_columns)},
 	{"health_services", "/blockchain-monitoring/health-metrics/summary", false,
-	"services", NULL, NULL, false, NULL, NULL, {NULL, NULL}, COLUMNS(health_service_columns)},
+	"services", NULL, NULL, false, NULL, NULL, NULL, {NULL, NULL},
+	COLUMNS(health_service_columns)},
+	/* snapshots have no id in the contract: one per service, chain, kind and time */
 	{"health_snapshots", "/blockchain-monitoring/health-snapshots", true, NULL,
-	NULL, NULL, false, NULL, NULL, {NULL, NULL}, COLUMNS(health_snapshot_columns)},
+		NULL, NULL, false, NULL, "createdAt,eventType,serviceType,networkName",
+	NULL, {NULL, NULL}, COLUMNS(health_snapshot_columns)},
 };
 
 const int	dalp_nresources = lengthof(resource_defs);

@@ -88,7 +88,11 @@ typedef struct DalpResourceDef
 	const char *scan_sort;		/* sort sent on a full scan: a read order
 								 * in which new items land on the last page */
 	const char *id_field;		/* item field used to drop duplicates at page
-								 * boundaries, or NULL */
+								 * boundaries ("a,b": the fields that
+								 * together identify an item), or NULL */
+	const char *marker;			/* resource whose newest item changes
+								 * whenever this one's items do (its change
+								 * marker), or NULL */
 	const char *sort_ties[2];	/* columns the API breaks sort ties by, in
 								 * order (the sort column itself skipped) */
 	const DalpColumnDef *columns;
@@ -110,6 +114,13 @@ extern char *dalp_column_names(const DalpResourceDef *res);
  * Options (options.c)
  * ----------------------------------------------------------------
  */
+
+/* What a read that kept seeing the ledger move does: option on_ledger_change. */
+typedef enum DalpOnLedgerChange
+{
+	DALP_ON_LEDGER_CHANGE_ERROR,
+	DALP_ON_LEDGER_CHANGE_WARNING
+} DalpOnLedgerChange;
 
 /* Everything one HTTP request needs, resolved from server + user mapping. */
 typedef struct DalpConnConfig
@@ -136,6 +147,10 @@ typedef struct DalpConnConfig
 	double		fdw_request_cost;
 	double		fdw_tuple_cost;
 	bool		use_remote_estimate;
+	int			ledger_rereads; /* rereads of a collection that changed while
+								 * it was read */
+	int			on_ledger_change;	/* DalpOnLedgerChange, when it kept
+									 * changing */
 } DalpConnConfig;
 
 extern bool dalp_pushdown_enabled;
@@ -145,8 +160,8 @@ extern void _PG_init(void);
 extern void dalp_get_server_config(Oid serverid, DalpConnConfig *conf);
 extern void dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf);
 extern const DalpResourceDef *dalp_table_resource(Oid foreigntableid,
-												  char **token_address,
-												  int *use_remote_estimate);
+												  char **token_address);
+extern void dalp_apply_table_options(Oid foreigntableid, DalpConnConfig *conf);
 extern char *dalp_column_json_path(Oid relid, AttrNumber attnum);
 
 /* ----------------------------------------------------------------

@@ -44,7 +44,8 @@ typedef enum DalpOptionKind
 	DALP_OPT_TEXT,
 	DALP_OPT_SECRET,
 	DALP_OPT_RESOURCE,
-	DALP_OPT_ADDRESS
+	DALP_OPT_ADDRESS,
+	DALP_OPT_CHOICE				/* one of "choices", stored as its index */
 } DalpOptionKind;
 
 typedef struct DalpOption
@@ -55,10 +56,17 @@ typedef struct DalpOption
 	int			max;
 	Oid			context;		/* catalog the option belongs to */
 	int			conf_offset;	/* server options: field of DalpConnConfig */
+	const char *choices;		/* DALP_OPT_CHOICE: "a, b", in index order */
 } DalpOption;
 
 #define SERVER(field) ForeignServerRelationId, offsetof(DalpConnConfig, field)
 #define NOT_SERVER(context) context, -1
+#define ON_LEDGER_CHANGE_CHOICES "error, warning"	/* DalpOnLedgerChange */
+
+/*
+ * A foreign table option that is also a server option (same name, same
+ * kind) overrides the server's setting for that table.
+ */
 
 static const DalpOption valid_options[] = {
 	{"base_url", DALP_OPT_URL, 0, 0, SERVER(base_url)},
@@ -78,10 +86,16 @@ static const DalpOption valid_options[] = {
 	{"fdw_request_cost", DALP_OPT_COST, 0, 0, SERVER(fdw_request_cost)},
 	{"fdw_tuple_cost", DALP_OPT_COST, 0, 0, SERVER(fdw_tuple_cost)},
 	{"use_remote_estimate", DALP_OPT_BOOL, 0, 0, SERVER(use_remote_estimate)},
+	{"ledger_rereads", DALP_OPT_INT, 0, 10, SERVER(ledger_rereads)},
+	{"on_ledger_change", DALP_OPT_CHOICE, 0, 0, SERVER(on_ledger_change),
+	ON_LEDGER_CHANGE_CHOICES},
 	{"api_key", DALP_OPT_SECRET, 0, 0, NOT_SERVER(UserMappingRelationId)},
 	{"resource", DALP_OPT_RESOURCE, 0, 0, NOT_SERVER(ForeignTableRelationId)},
 	{"token_address", DALP_OPT_ADDRESS, 0, 0, NOT_SERVER(ForeignTableRelationId)},
 	{"use_remote_estimate", DALP_OPT_BOOL, 0, 0, NOT_SERVER(ForeignTableRelationId)},
+	{"ledger_rereads", DALP_OPT_INT, 0, 10, NOT_SERVER(ForeignTableRelationId)},
+	{"on_ledger_change", DALP_OPT_CHOICE, 0, 0,
+	NOT_SERVER(ForeignTableRelationId), ON_LEDGER_CHANGE_CHOICES},
 	{"json_path", DALP_OPT_TEXT, 0, 0, NOT_SERVER(AttributeRelationId)},
 };
 
@@ -154,6 +168,27 @@ parse_int_option(DefElem *def, const DalpOption *opt)
 				 errhint("Use an integer between %d and %d.",
 						 opt->min, opt->max)));
 	return (int) v;
+}
+
+/* The index of the value in opt->choices ("a, b"). */
+static int
+parse_choice_option(DefElem *def, const DalpOption *opt)
+{
+	char	   *value = defGetString(def);
+	char	   *copy = pstrdup(opt->choices);
+	char	   *save;
+	int			index = 0;
+
+	for (char *c = strtok_r(copy, ", ", &save); c != NULL;
+		 c = strtok_r(NULL, ", ", &save), index++)
+		if (strcmp(c, value) == 0)
+			return index;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+			 errmsg("invalid value for option \"%s\": \"%s\"",
+					def->defname, value),
+			 errhint("Valid values are: %s.", opt->choices)));
+	return -1;
 }
 
 static double
@@ -244,6 +279,9 @@ check_one_option(DefElem *def, Oid context)
 		case DALP_OPT_COST:
 			(void) parse_cost_option(def);
 			break;
+		case DALP_OPT_CHOICE:
+			(void) parse_choice_option(def, opt);
+			break;
 		case DALP_OPT_TEXT:
 		case DALP_OPT_SECRET:
 			if (defGetString(def)[0] == '\0')
@@ -330,6 +368,7 @@ dalp_fdw_validator(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* A server option's value into conf; other options are ignored. */
 static void
 apply_server_option(DefElem *def, DalpConnConfig *conf)
 {
@@ -364,6 +403,9 @@ apply_server_option(DefElem *def, DalpConnConfig *conf)
 		case DALP_OPT_COST:
 			*(double *) field = parse_cost_option(def);
 			break;
+		case DALP_OPT_CHOICE:
+			*(int *) field = parse_choice_option(def, opt);
+			break;
 		default:
 			*(char **) field = defGetString(def);
 			break;
@@ -397,6 +439,8 @@ dalp_get_server_config(Oid serverid, DalpConnConfig *conf)
 	conf->fdw_startup_cost = 100.0;
 	conf->fdw_request_cost = 50.0;
 	conf->fdw_tuple_cost = 0.01;
+	conf->ledger_rereads = 3;
+	conf->on_ledger_change = DALP_ON_LEDGER_CHANGE_ERROR;
 
 	foreach(lc, server->options)
 		apply_server_option((DefElem *) lfirst(lc), conf);
@@ -458,20 +502,15 @@ dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf)
 						 quote_identifier(conf->server_name))));
 }
 
-/*
- * The table's resource, its pinned token (lowercased, or NULL), and whether
- * it asks for remote estimates (the table setting overrides the server's).
- */
+/* The table's resource and its pinned token (lowercased, or NULL). */
 const DalpResourceDef *
-dalp_table_resource(Oid foreigntableid, char **token_address,
-					int *use_remote_estimate)
+dalp_table_resource(Oid foreigntableid, char **token_address)
 {
 	ForeignTable *table = GetForeignTable(foreigntableid);
 	const DalpResourceDef *res = NULL;
 	ListCell   *lc;
 
 	*token_address = NULL;
-	*use_remote_estimate = -1;
 	foreach(lc, table->options)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
@@ -486,8 +525,6 @@ dalp_table_resource(Oid foreigntableid, char **token_address,
 				*p = pg_tolower((unsigned char) *p);
 			*token_address = addr;
 		}
-		else if (strcmp(def->defname, "use_remote_estimate") == 0)
-			*use_remote_estimate = defGetBoolean(def) ? 1 : 0;
 	}
 	if (res == NULL)
 		ereport(ERROR,
@@ -496,6 +533,16 @@ dalp_table_resource(Oid foreigntableid, char **token_address,
 						get_rel_name(foreigntableid)),
 				 errhint("Valid resources are: %s.", dalp_resource_names())));
 	return res;
+}
+
+/* The table's settings that override its server's (see valid_options). */
+void
+dalp_apply_table_options(Oid foreigntableid, DalpConnConfig *conf)
+{
+	ListCell   *lc;
+
+	foreach(lc, GetForeignTable(foreigntableid)->options)
+		apply_server_option((DefElem *) lfirst(lc), conf);
 }
 
 /* The column's json_path option, or NULL. */

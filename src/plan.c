@@ -587,7 +587,6 @@ dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 	DalpRelInfo *info = palloc0(sizeof(DalpRelInfo));
 	ForeignTable *table = GetForeignTable(foreigntableid);
 	Relation	rel;
-	int			use_remote_estimate;
 	int			nbindings;
 	List	   *all_attnums = NIL;
 	double		rows = -1;
@@ -603,11 +602,9 @@ dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 		info->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
 	}
 #endif
-	info->res = dalp_table_resource(foreigntableid, &info->table_token,
-									&use_remote_estimate);
+	info->res = dalp_table_resource(foreigntableid, &info->table_token);
 	dalp_get_server_config(table->serverid, &info->conf);
-	if (use_remote_estimate >= 0)
-		info->conf.use_remote_estimate = use_remote_estimate;
+	dalp_apply_table_options(foreigntableid, &info->conf);
 	info->attnums = used_attnums(baserel);
 
 	/*

@@ -30,6 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/ruleutils.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 /* One stream: a token (or none) with one variant of the filters. */
 typedef struct DalpStream
@@ -69,7 +70,7 @@ typedef struct DalpScanState
 	List	   *attnums;		/* base attnums by scan tuple position */
 	DalpColumnBinding *bindings;
 	int			nbindings;
-	List	   *id_path;		/* dedupe key path, or NIL */
+	List	   *id_paths;		/* paths of the dedupe key's parts, or NIL */
 	char	   *sort;			/* sort parameter, or NULL */
 
 	MemoryContext scan_cxt;		/* the whole scan, rescans included */
@@ -97,12 +98,17 @@ typedef struct DalpScanState
 	int			cur_stream;
 	bool		have_page;
 	DalpPage	page;
+	int64		page_offset;	/* the offset it was read at */
 	int			next_item;
 	char	  **prev_ids;
 	int			nprev_ids;
 	char	  **cur_ids;
 	int			ncur_ids;
 	bool		may_repeat;		/* the page's next item may be a repeat */
+
+	/* a stream read whole between two markers (hold_stream) */
+	Tuplestorestate *held;		/* its rows not yet returned, or NULL */
+	TupleTableSlot *held_slot;	/* reads them back */
 
 	DalpServerStats *stats;		/* this backend's counters for the server */
 
@@ -542,6 +548,83 @@ dalp_fetch_total(const DalpConnConfig *conf, const char *path,
 	return total;
 }
 
+/* Count a response in the scan's EXPLAIN ANALYZE figures. */
+static void
+count_result(DalpScanState *st, const DalpHttpResult *result)
+{
+	st->requests += result->attempts;
+	st->retries += result->attempts - 1;
+	st->bytes += result->bytes;
+}
+
+/*
+ * The change marker of a collection (catalog.c: DalpResourceDef.marker):
+ * the id of its marker resource's newest item and that resource's total,
+ * read with one request of page[limit]=1.  A collection read page by page
+ * between two equal markers was read in one state of the ledger.
+ */
+static char *
+fetch_marker(DalpScanState *st, const DalpResourceDef *res, const char *token)
+{
+	const DalpResourceDef *mres = dalp_resource_lookup(res->marker);
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "dalp_fdw marker",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	char	   *path = build_path(mres, token, NULL,
+								  psprintf("-%s", mres->scan_sort), NULL, 0, 1);
+	DalpHttpResult *result = dalp_http_get(&st->conf, path);
+	DalpPage	page;
+	const char *id = NULL;
+	char	   *marker;
+
+	count_result(st, result);
+	check_response(&st->conf, result, path, false);
+	dalp_page_parse(&page, result, mres, false, dalp_decode_for_display(path));
+	if (page.nitems > 0)
+		id = dalp_page_item_id(&page, 0,
+							   linitial(dalp_parse_json_path(mres->id_field)));
+	MemoryContextSwitchTo(old);
+	marker = psprintf("%s " INT64_FORMAT, id ? id : "", page.total);
+	MemoryContextDelete(cxt);
+	return marker;
+}
+
+/*
+ * After a read of a collection between the markers *before and after: did
+ * the ledger hold still?  If not, the collection is to be read again
+ * (*before becomes after) up to ledger_rereads times; then it is an error,
+ * or, with on_ledger_change 'warning', a WARNING and the rows of the last
+ * read.
+ */
+static bool
+ledger_held_still(DalpScanState *st, const DalpResourceDef *res,
+				  const char *token, char **before, char *after, int *reads)
+{
+	const DalpResourceDef *mres = dalp_resource_lookup(res->marker);
+	bool		warn = st->conf.on_ledger_change == DALP_ON_LEDGER_CHANGE_WARNING;
+
+	if (strcmp(*before, after) == 0)
+		return true;
+	if ((*reads)++ < st->conf.ledger_rereads)
+	{
+		*before = after;
+		return false;
+	}
+	ereport(warn ? WARNING : ERROR,
+			(errcode(warn ? ERRCODE_WARNING : ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("DALP collection GET %s changed while it was read%s",
+					dalp_expand_path(res->path, token, NULL),
+					warn ? "; its rows may mix two states of the ledger" : ""),
+			 errdetail_plural("Its newest change (the newest item of GET %s) differed before and after its read and %d reread.",
+							  "Its newest change (the newest item of GET %s) differed before and after its read and each of %d rereads.",
+							  *reads - 1,
+							  dalp_expand_path(mres->path, token, NULL), *reads - 1),
+			 warn ? 0 :
+			 errhint("Run the query again, or raise the server or table option ledger_rereads; with on_ledger_change 'warning' the rows of the last read are returned instead.")));
+	return true;
+}
+
 static void
 dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 {
@@ -552,10 +635,9 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	Oid			relid = (Oid) intVal(list_nth(priv, DALP_PRIVATE_RELID));
 	Relation	rel;
 	Oid			userid;
-	int			use_remote_estimate;
 
 	node->fdw_state = st;
-	st->res = dalp_table_resource(relid, &st->table_token, &use_remote_estimate);
+	st->res = dalp_table_resource(relid, &st->table_token);
 	st->conds = dalp_conds_from_private(st->res, list_nth(priv, DALP_PRIVATE_CONDS));
 	st->attnums = list_nth(priv, DALP_PRIVATE_ATTRS);
 	st->sort = strVal(list_nth(priv, DALP_PRIVATE_SORT));
@@ -584,6 +666,7 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	}
 #endif
 	dalp_get_conn_config(st->conf.serverid, userid, &st->conf);
+	dalp_apply_table_options(relid, &st->conf);
 	st->stats = dalp_stats_for(st->conf.serverid);
 
 	/* a base scan fills the table's columns; an upper scan its scan tuple */
@@ -608,7 +691,15 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	}
 	st->cond_states = ExecInitExprList(fsplan->fdw_exprs, (PlanState *) node);
 	if (st->res->id_field && st->res->is_collection)
-		st->id_path = linitial(dalp_parse_json_path(st->res->id_field));
+	{
+		char	   *fields = pstrdup(st->res->id_field);
+		char	   *save;
+
+		for (char *f = strtok_r(fields, ",", &save); f != NULL;
+			 f = strtok_r(NULL, ",", &save))
+			st->id_paths = lappend(st->id_paths,
+								   linitial(dalp_parse_json_path(f)));
+	}
 
 	st->scan_cxt = estate->es_query_cxt;
 	st->exec_cxt = AllocSetContextCreate(estate->es_query_cxt,
@@ -660,9 +751,7 @@ receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
 	/* the next request leaves before this page is decoded */
 	if (req)
 		fill_pipeline(st);
-	st->requests += result->attempts;
-	st->retries += result->attempts - 1;
-	st->bytes += result->bytes;
+	count_result(st, result);
 	found = check_response(&st->conf, result, path, single && res->item_404_is_empty);
 	if (found)
 		dalp_page_parse(&st->page, result, res, single,
@@ -675,24 +764,47 @@ receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
 
 typedef void (*PageCallback) (DalpScanState *st, void *arg);
 
-/* Read a whole collection page by page, one request at a time. */
+/*
+ * Read a whole collection page by page, one request at a time, giving each
+ * page to per_page, which gathers into *arg (arg_size bytes that start out
+ * zero: 0, NIL).  A collection with a change marker that spans several
+ * pages is read again between two markers, as hold_stream does, and *arg
+ * is zeroed before each read.
+ */
 static void
 read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 			   const char *sort, const char *filters, PageCallback per_page,
-			   void *arg)
+			   void *arg, size_t arg_size)
 {
-	int64		offset = 0;
-	bool		last = false;
+	char	   *before = NULL;
+	int			reads = 0;
 
-	while (!last)
+	for (;;)
 	{
-		char	   *path = build_path(res, token, NULL, sort, filters, offset,
-									  st->conf.page_size);
+		int64		offset = 0;
+		bool		last = false;
 
-		receive_page(st, res, path, NULL, false);
-		per_page(st, arg);
-		last = page_is_last(&st->page, offset, st->conf.page_size);
-		offset += st->page.nitems;
+		while (!last)
+		{
+			char	   *path = build_path(res, token, NULL, sort, filters, offset,
+										  st->conf.page_size);
+
+			receive_page(st, res, path, NULL, false);
+			last = page_is_last(&st->page, offset, st->conf.page_size);
+			if (res->marker && before == NULL && !last)
+			{
+				/* page 1 only told that there are more: start over */
+				before = fetch_marker(st, res, token);
+				continue;
+			}
+			per_page(st, arg);
+			offset += st->page.nitems;
+		}
+		if (before == NULL ||
+			ledger_held_still(st, res, token, &before,
+							  fetch_marker(st, res, token), &reads))
+			break;
+		memset(arg, 0, arg_size);
 	}
 	dalp_page_release(&st->page);
 	MemoryContextReset(st->page_cxt);
@@ -727,7 +839,7 @@ list_all_tokens(DalpScanState *st)
 
 	if (st->all_tokens == NIL)
 		read_all_pages(st, tokens_res, NULL, tokens_res->scan_sort, NULL,
-					   collect_token_ids, &st->all_tokens);
+					   collect_token_ids, &st->all_tokens, sizeof(List *));
 	return st->all_tokens;
 }
 
@@ -909,6 +1021,34 @@ abandon_stream_pending(DalpScanState *st, int stream_index)
 	}
 }
 
+/*
+ * The dedupe key of item index of the current page: its id, or, for a
+ * resource whose items have none, the fields that together identify one,
+ * each prefixed with its length.  NULL when the item has none of them.
+ */
+static const char *
+item_key(DalpScanState *st, int index)
+{
+	StringInfoData buf;
+	bool		found = false;
+	ListCell   *lc;
+
+	if (list_length(st->id_paths) == 1)
+		return dalp_page_item_id(&st->page, index, linitial(st->id_paths));
+	initStringInfo(&buf);
+	foreach(lc, st->id_paths)
+	{
+		const char *part = dalp_page_item_id(&st->page, index, lfirst(lc));
+
+		if (part)
+			appendStringInfo(&buf, "%zu:%s", strlen(part), part);
+		else
+			appendStringInfoChar(&buf, '-');
+		found |= part != NULL;
+	}
+	return found ? buf.data : NULL;
+}
+
 static int
 compare_ids(const void *a, const void *b)
 {
@@ -930,7 +1070,7 @@ remember_page_ids(DalpScanState *st)
 	st->ncur_ids = 0;
 	for (int i = 0; i < st->page.nitems; i++)
 	{
-		const char *id = dalp_page_item_id(&st->page, i, st->id_path);
+		const char *id = item_key(st, i);
 
 		if (id)
 			st->cur_ids[st->ncur_ids++] = pstrdup(id);
@@ -951,7 +1091,7 @@ seen_on_previous_page(DalpScanState *st, int index)
 
 	if (!st->may_repeat)
 		return false;
-	id = dalp_page_item_id(&st->page, index, st->id_path);
+	id = item_key(st, index);
 	st->may_repeat = id && bsearch(&id, st->prev_ids, st->nprev_ids,
 								   sizeof(char *), compare_ids) != NULL;
 	return st->may_repeat;
@@ -984,7 +1124,7 @@ next_page(DalpScanState *st)
 	p = (DalpPending *) linitial(st->pending);
 	st->pending = list_delete_first(st->pending);
 	receive_page(st, st->res, p->path, p->req, single);
-	offset = p->offset;
+	offset = st->page_offset = p->offset;
 	pfree(p->path);
 	pfree(p);
 	st->have_page = true;
@@ -1017,7 +1157,7 @@ next_page(DalpScanState *st)
 		 */
 		stream->extent = st->page.total;
 	}
-	if (st->id_path != NIL && !single)
+	if (st->id_paths != NIL && !single)
 	{
 		/* a stream's first page has no previous page */
 		if (offset == st->offset)
@@ -1040,6 +1180,7 @@ store_item(DalpScanState *st, TupleTableSlot *slot, int index)
 {
 	MemoryContext old;
 
+	ExecClearTuple(slot);
 	MemoryContextReset(st->tuple_cxt);
 	old = MemoryContextSwitchTo(st->tuple_cxt);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
@@ -1049,9 +1190,90 @@ store_item(DalpScanState *st, TupleTableSlot *slot, int index)
 							 slot->tts_values,
 							 slot->tts_isnull);
 	MemoryContextSwitchTo(old);
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * The current stream goes on beyond its first page, just read, and its
+ * resource has a change marker: its items may move between pages while
+ * they are read (holders, sorted by balance, as transfers settle), so that
+ * one is read twice and another not at all.  Read the stream whole again
+ * between two markers, holding its rows, until the markers agree (or
+ * ledger_rereads is spent); its rows are then returned from the hold.  The
+ * first page is read on its own so that a collection of one page, one
+ * answer of the API and so one state of the ledger, costs nothing more.
+ */
+static void
+hold_stream(DalpScanState *st, TupleTableSlot *slot)
+{
+	DalpStream *stream = &st->streams[st->cur_stream];
+	int64		extent = st->page.total;
+	char	   *before;
+	int			reads = 0;
+	MemoryContext old;
+
+	abandon_stream_pending(st, st->cur_stream);
+	before = fetch_marker(st, st->res, stream->token);
+	old = MemoryContextSwitchTo(st->exec_cxt);
+	st->held = tuplestore_begin_heap(false, false, work_mem);
+	MemoryContextSwitchTo(st->scan_cxt);
+	if (st->held_slot == NULL)
+		st->held_slot = MakeSingleTupleTableSlot(slot->tts_tupleDescriptor,
+												 &TTSOpsMinimalTuple);
+	MemoryContextSwitchTo(old);
+	for (;;)
+	{
+		stream->started = stream->finished = false;
+		stream->next_offset = st->offset;
+		stream->extent = extent;
+		do
+		{
+			next_page(st);
+			for (int i = 0; i < st->page.nitems; i++)
+			{
+				if (seen_on_previous_page(st, i))
+					continue;
+				store_item(st, slot, i);
+				tuplestore_puttupleslot(st->held, slot);
+			}
+		} while (!stream->finished);
+		if (ledger_held_still(st, st->res, stream->token, &before,
+							  fetch_marker(st, st->res, stream->token), &reads))
+			break;
+		tuplestore_clear(st->held);
+	}
+	ExecClearTuple(slot);
+	st->have_page = false;
+}
+
+/* The next row of the hold into the scan tuple; false when none is left. */
+static bool
+take_held_row(DalpScanState *st, TupleTableSlot *slot)
+{
+	int			natts = slot->tts_tupleDescriptor->natts;
+
+	if (!tuplestore_gettupleslot(st->held, true, false, st->held_slot))
+	{
+		tuplestore_end(st->held);
+		st->held = NULL;
+		return false;
+	}
+	slot_getallattrs(st->held_slot);
+	memcpy(slot->tts_values, st->held_slot->tts_values, sizeof(Datum) * natts);
+	memcpy(slot->tts_isnull, st->held_slot->tts_isnull, sizeof(bool) * natts);
+	ExecStoreVirtualTuple(slot);
+	return true;
+}
+
+/* A row goes to the executor: count it, and stop at a pushed LIMIT. */
+static TupleTableSlot *
+return_row(DalpScanState *st, TupleTableSlot *slot)
+{
 	st->rows++;
 	st->stats->rows++;
-	ExecStoreVirtualTuple(slot);
+	if (st->limit > 0 && --st->limit == 0)
+		st->exhausted = true;
+	return slot;
 }
 
 static TupleTableSlot *
@@ -1059,6 +1281,12 @@ iterate_rows(DalpScanState *st, TupleTableSlot *slot)
 {
 	while (!st->exhausted)
 	{
+		if (st->held)
+		{
+			if (take_held_row(st, slot))
+				return return_row(st, slot);
+			continue;
+		}
 		if (st->have_page && st->next_item < st->page.nitems)
 		{
 			int			index = st->next_item++;
@@ -1066,12 +1294,13 @@ iterate_rows(DalpScanState *st, TupleTableSlot *slot)
 			if (seen_on_previous_page(st, index))
 				continue;
 			store_item(st, slot, index);
-			if (st->limit > 0 && --st->limit == 0)
-				st->exhausted = true;
-			return slot;
+			return return_row(st, slot);
 		}
 		if (!next_page(st))
 			st->exhausted = true;
+		else if (st->res->marker && st->page_offset == st->offset &&
+				 !st->streams[st->cur_stream].finished)
+			hold_stream(st, slot);
 	}
 	return slot;
 }
@@ -1090,7 +1319,7 @@ count_by_paging(DalpScanState *st, int stream_index)
 	int64		n = 0;
 
 	read_all_pages(st, st->res, stream->token, NULL, stream->filters,
-				   add_page_items, &n);
+				   add_page_items, &n, sizeof(n));
 	return n;
 }
 
@@ -1209,7 +1438,7 @@ iterate_aggregate(DalpScanState *st, TupleTableSlot *slot)
 		if (dalp_fetch_total(&st->conf, path, st->facet, &st->facet_rows) != 0 &&
 			st->facet_rows == NIL)
 			read_all_pages(st, st->res, stream->token, NULL, stream->filters,
-						   count_facet_values, &st->facet_rows);
+						   count_facet_values, &st->facet_rows, sizeof(List *));
 		st->requests++;
 		MemoryContextSwitchTo(old);
 		if (st->facet_rows == NIL)
@@ -1267,6 +1496,10 @@ reset_execution(DalpScanState *st)
 	foreach(lc, st->pending)
 		dalp_http_abandon(((DalpPending *) lfirst(lc))->req);
 	st->pending = NIL;
+	/* before its memory goes: it may have spilled to a temporary file */
+	if (st->held)
+		tuplestore_end(st->held);
+	st->held = NULL;
 	dalp_page_release(&st->page);
 	MemoryContextReset(st->page_cxt);
 	MemoryContextReset(st->exec_cxt);
@@ -1300,6 +1533,8 @@ dalp_end_foreign_scan(ForeignScanState *node)
 
 	if (st != NULL && st->exec_cxt != NULL)
 		reset_execution(st);
+	if (st != NULL && st->held_slot != NULL)
+		ExecDropSingleTupleTableSlot(st->held_slot);
 }
 
 /* An expression as EXPLAIN shows it: a constant's value, else the expression. */

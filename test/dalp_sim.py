@@ -16,6 +16,7 @@ Control API (no key needed, JSON in and out), for the tests:
   POST /_sim/reorg {"token","rollback","replace"}     roll back and replace events
   POST /_sim/health {"status"}                        indexer status
   GET  /_sim/truth/<token>[?at=ISO]                   replay of the events, independently
+  GET  /_sim/mover, POST /_sim/mover {...}            balances moved during scans ({} stops; see Mover)
   POST /_sim/reset                                    back to the seeded state
 
 Faults: POST /_sim/faults {"every": {KIND: N, ...}, ...} gives every Nth /api
@@ -1437,6 +1438,133 @@ class Faults:
         return Resp.json(status, err.body, headers=headers)
 
 
+# ---------------------------------------------------------------------------
+# The mover: balances that change between the pages of a scan
+# ---------------------------------------------------------------------------
+
+MOVE_KINDS = ("reorder", "leave", "join")
+
+
+class Mover:
+    """Transfers that settle while a client pages through a token's holders.
+
+    POST /_sim/mover {"token": ADDR, "kinds": [KIND, ...], "every": N,
+    "times": M, "seed": S}: every Nth request (default 1) for a page of that
+    token's /holders other than the first (page[offset] > 0) first commits
+    one transaction of a kind drawn from "kinds" (default all), until M
+    (default 0: no limit) have been made.  Kinds, each a valid
+    TransferCompleted (with its CheckpointUpdated events where the token
+    keeps historical balances), so /events, /holders and the replay agree:
+      reorder  the holder with the most available tokens sends 3/4 of them to
+               a holder of the lower half, who moves up the list
+      leave    a holder of the upper half sends its whole balance to another
+               holder and is no longer listed
+      join     the holder with the most available tokens sends an account
+               that held nothing as much as the middle holder has: a new
+               holder in the middle of the list
+    GET /_sim/mover: {"changes": n, "kinds": {KIND: n}, "states": [...]},
+    where states are the holder sets ({account: valueExact}) the token went
+    through: the one when the mover was set, then one after each change.
+    {} stops it.  Each log entry says which change it triggered ("moved")."""
+
+    KEYS = {"token", "kinds", "every", "times", "seed"}
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.conf = None
+        self.count = 0
+        self.changes = Counter()
+        self.states = []
+        self.rng = None
+
+    def set(self, api, conf):
+        if set(conf) - self.KEYS:
+            raise ValueError("unknown mover settings %s; allowed: %s" % (sorted(set(conf) - self.KEYS),
+                                                                         sorted(self.KEYS)))
+        with self.lock:
+            self.conf, self.count, self.changes, self.states = None, 0, Counter(), []
+            if not conf:
+                return
+            kinds = conf.get("kinds", list(MOVE_KINDS))
+            if not isinstance(kinds, list) or not kinds or set(kinds) - set(MOVE_KINDS):
+                raise ValueError("kinds: a non-empty list of %s" % ", ".join(MOVE_KINDS))
+            for name in ("every", "times", "seed"):
+                v = conf.get(name, 1 if name == "every" else 0)
+                if not isinstance(v, int) or v < (1 if name == "every" else 0):
+                    raise ValueError("%s must be an integer of at least %d" % (name, 1 if name == "every" else 0))
+            with api.lock:
+                tok = api.world.tokens.get(str(conf.get("token", "")).lower())
+                if tok is None:
+                    raise ValueError("unknown token %s" % conf.get("token"))
+                self.states.append(self._state(tok))
+            self.conf = dict(conf, token=tok.address, kinds=kinds, every=conf.get("every", 1),
+                             times=conf.get("times", 0))
+            self.rng = random.Random("%s:mover:%d" % (tok.address, conf.get("seed", 0)))
+
+    def report(self):
+        with self.lock:
+            return {"changes": sum(self.changes.values()), "kinds": dict(self.changes), "states": self.states}
+
+    def maybe_move(self, api, path, pairs):
+        """Make the next change if this request is a holders page that triggers
+        one; returns its kind, or None."""
+        with self.lock:
+            conf = self.conf
+            if conf is None or path != "/api/v2/tokens/%s/holders" % conf["token"]:
+                return None
+            offset = dict(pairs).get("page[offset]", "0")
+            if not UINT_RE.fullmatch(offset) or int(offset) == 0:
+                return None
+            self.count += 1
+            if self.count % conf["every"] or (conf["times"] and sum(self.changes.values()) >= conf["times"]):
+                return None
+            kind = self.rng.choice(conf["kinds"])
+            with api.lock:
+                tok = api.world.tokens[conf["token"]]
+                if not self._move(tok, kind):
+                    return None
+                api.invalidate()
+                self.states.append(self._state(tok))
+            self.changes[kind] += 1
+            return kind
+
+    @staticmethod
+    def _state(tok):
+        return {tok.world.accounts[a]: str(b) for a, b in tok.ledger.bal.items()}
+
+    def _move(self, tok, kind):
+        """Commit one change of this kind; False when the token has no holder
+        able to send."""
+        L, rng = tok.ledger, self.rng
+        free = lambda a: L.bal[a] - L.frz.get(a, 0)
+        # by value, largest first; frozen addresses neither send nor receive
+        ranked = sorted(L.bal, key=lambda a: (-L.bal[a], a))
+        senders = [a for a in ranked if a not in L.afz and a not in tok.locked and free(a) > 1]
+        if not senders or L.paused:
+            return False
+        top = max(senders, key=lambda a: (free(a), -a))
+        half = len(ranked) // 2
+        receivers = lambda frm, pool: [a for a in pool if a != frm and a not in L.afz] or [top]
+        if kind == "leave":
+            leavers = [a for a in ranked[:max(1, half)] if a in senders and not L.frz.get(a)] or [top]
+            frm = rng.choice(leavers)
+            to = rng.choice(receivers(frm, ranked))
+            amt = free(frm)
+        elif kind == "join":
+            frm = top
+            to = rng.choice(receivers(frm, [a for a in tok.pool if a not in L.bal]))
+            amt = max(1, min(L.bal[ranked[half]], free(frm) // 2))
+        else:
+            frm = top
+            to = rng.choice(receivers(frm, ranked[half:]))
+            amt = max(1, free(frm) * 3 // 4)
+        if to == frm:
+            return False
+        gen = Generator(tok, rng)
+        gen.commit([(TRANSFER, frm, frm, to, amt)] + gen._checkpoint(frm, -amt) + gen._checkpoint(to, amt))
+        return True
+
+
 def patch_items(body, patch):
     """`body` with every item of its "data" patched: FIELD: raw JSON text sets
     the field to that text verbatim (so it may be a number no parser keeps
@@ -1491,6 +1619,7 @@ class Sim:
         self.seed, self.big_events = seed, big_events
         self.api = Api(World(seed, big_events), api_key)
         self.faults = Faults()
+        self.mover = Mover()
         self.log_lock = threading.Lock()
         self.log = []
         self.seq = 0
@@ -1516,7 +1645,7 @@ class Sim:
             self.seq += 1
             self.inflight += 1
             entry = {"seq": self.seq, "method": method, "path": path, "query": {},
-                     "status": 0, "rows": 0, "fault": None, "gzip": False, "conn": h.conn_id,
+                     "status": 0, "rows": 0, "fault": None, "moved": None, "gzip": False, "conn": h.conn_id,
                      "inflight": self.inflight, "start_ms": round((time.monotonic() - self.t0) * 1000, 3)}
         key = h.headers.get("X-Api-Key")
         entry["auth"] = "none" if key is None else "valid" if key == self.api.api_key else "invalid"
@@ -1531,6 +1660,8 @@ class Sim:
                 return
             if fault == "slow" and not h.wait(self.faults.conf["slow_ms"] / 1000):
                 return               # the client gave up: nobody to answer
+            if method == "GET" and key == self.api.api_key:
+                entry["moved"] = self.mover.maybe_move(self.api, path, pairs)
             resp = self.api.get(method, path, pairs, key)
             if fault not in (None, "slow", "stall"):
                 resp = self.faults.faulted(fault, resp, h.path)
@@ -1569,6 +1700,10 @@ class Sim:
             if method == "POST":
                 self.faults.set(args)
             return Resp.json(200, self.faults.conf)
+        if path == "/_sim/mover":
+            if method == "POST":
+                self.mover.set(self.api, args)
+            return Resp.json(200, self.mover.report())
         if path == "/_sim/health" and method == "POST":
             if args.get("status") not in SERVICE_STATUSES:
                 raise ValueError("status must be one of %s" % ", ".join(SERVICE_STATUSES))
@@ -1582,6 +1717,7 @@ class Sim:
                 self.api.world = world
                 self.api.invalidate()
             self.faults.set({})
+            self.mover.set(self.api, {})
             with self.log_lock:
                 self.log, self.seq = [], 0
             return Resp.json(200, {"ok": True})

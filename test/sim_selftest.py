@@ -574,6 +574,46 @@ def append_reorg_reset(c):
 
 
 @test
+def mover(c):
+    """Balances moved between the pages of a scan: each change a valid
+    transfer (the ledger still replays), each recorded state the /holders
+    of that moment, the first page never triggers one."""
+    s = c.sim
+    tid = c.by_symbol["ACB30"]["id"]
+    path = "/tokens/%s/holders" % tid
+    try:
+        for kind in ("reorder", "leave", "join"):
+            s.control("POST", "reset")
+            before = {h["account"]["id"]: h["valueExact"] for h in s.all_pages(path)[0]}
+            newest = s.ok("/tokens/%s/events" % tid, [("page[limit]", 1)])["data"][0]["id"]
+            s.control("POST", "mover", {"token": tid, "kinds": [kind], "every": 2, "times": 2, "seed": 7})
+            s.control("POST", "log/clear")
+            for offset in (0, 0, 20, 40, 60, 80, 100):
+                s.ok(path, [("page[limit]", 20), ("page[offset]", offset)])
+            log = s.control("GET", "log")
+            assert [e["moved"] for e in log] == [None, None, None, kind, None, kind, None], log
+            out = s.control("GET", "mover")
+            assert out["changes"] == 2 and out["kinds"] == {kind: 2} and len(out["states"]) == 3, out
+            assert out["states"][0] == before
+            after = {h["account"]["id"]: h["valueExact"] for h in s.all_pages(path)[0]}
+            assert out["states"][-1] == after and after != before
+            if kind == "leave":
+                assert len(after) == len(before) - 2
+            if kind == "join":
+                assert len(after) == len(before) + 2
+            assert s.ok("/tokens/%s/events" % tid, [("page[limit]", 1)])["data"][0]["id"] != newest
+            check_ledger(c, tid)
+        s.control("POST", "mover", {})
+        assert s.control("GET", "mover") == {"changes": 0, "kinds": {}, "states": []}
+        for bad in ({"token": tid, "kinds": ["teleport"]}, {"token": "0x" + "ab" * 20}, {"token": tid, "every": 0},
+                    {"token": tid, "often": 1}):
+            status, _, _ = s.request("POST", "/_sim/mover", body=json.dumps(bad))
+            assert status == 400, bad
+    finally:
+        s.control("POST", "reset")
+
+
+@test
 def gzip_and_keepalive(c):
     s = c.sim
     path = "/tokens/%s/events" % c.by_symbol["HIF"]["id"]
@@ -670,6 +710,12 @@ def faults_for_the_client(c):
             pass
         assert time.monotonic() - t0 >= 0.25
         conn.close()
+        # the stalled request is logged when the simulator notices the hang-up:
+        # wait for it, so that it cannot land after the log is cleared below
+        deadline = time.monotonic() + 10
+        while not any(e["fault"] == "stall" for e in s.control("GET", "log")):
+            assert time.monotonic() < deadline, "the stalled request was never logged"
+            time.sleep(0.02)
         # redirect: to redirect_to + the path and query as sent
         s.control("POST", "faults", {"every": {"redirect": 1}, "redirect_to": "http://127.0.0.9:1",
                                      "path_prefix": prefix})

@@ -9,6 +9,7 @@ simctl: the DALP simulator's control API (/_sim/) from the shell, for test scrip
   simctl.py [--url URL] reorg TOKEN N M          roll back N events, write M new ones
   simctl.py [--url URL] health STATUS            healthy|degraded|critical|unknown|reindexing
   simctl.py [--url URL] truth TOKEN [--at ISO]   replayed balances, supply, counts
+  simctl.py [--url URL] mover [JSON]             report, or set: '{"token": ..., "every": 2}'; '{}' stops
   simctl.py [--url URL] reset                    back to the seeded state
   simctl.py [--url URL] tokens                   "ADDRESS SYMBOL EVENTS" per line
 
@@ -83,6 +84,8 @@ def main():
     p = sub.add_parser("truth")
     p.add_argument("token")
     p.add_argument("--at", help="replay only events at or before this ISO 8601 time")
+    p = sub.add_parser("mover")
+    p.add_argument("json", nargs="?")
     sub.add_parser("reset")
     sub.add_parser("tokens")
     a = ap.parse_args()
@@ -102,12 +105,14 @@ def main():
         return
     if a.cmd == "clear":
         out = call(url, "POST", "/_sim/log/clear", {})
-    elif a.cmd == "faults":
+    elif a.cmd in ("faults", "mover") and a.json is not None:
         try:
             conf = json.loads(a.json)
         except ValueError as e:
-            sys.exit("simctl: faults: not JSON: %s" % e)
-        out = call(url, "POST", "/_sim/faults", conf)
+            sys.exit("simctl: %s: not JSON: %s" % (a.cmd, e))
+        out = call(url, "POST", "/_sim/" + a.cmd, conf)
+    elif a.cmd == "mover":
+        out = call(url, "GET", "/_sim/mover")
     elif a.cmd == "append":
         out = call(url, "POST", "/_sim/append", {"token": a.token, "count": a.n})
     elif a.cmd == "reorg":
