@@ -38,9 +38,12 @@ KIND; when several fall on one request the first of FAULT_ORDER wins. Kinds:
   redirect    302 to "redirect_to" + the request's path and query
 Other settings: "latency_ms" (added to every /api request), "retry_after" (s,
 default 1), "slow_ms" (default 10000), "path_prefix", "redirect_to" (an
-origin such as http://127.0.0.1:9999, default "": the same origin), and
+origin such as http://127.0.0.1:9999, default "": the same origin),
 "echo_key" (true: every error body quotes the X-Api-Key the request carried,
-as a careless server might). Each request log entry has "auth": "valid",
+as a careless server might), and "spare_ms" (default 0): a request whose
+target (path and query) was faulted less than spare_ms ago is neither faulted
+nor counted, so that the retry of a faulted request succeeds however many
+other clients' requests took the slots in between (the count is global). Each request log entry has "auth": "valid",
 "invalid" or "none", for the key it carried (never the key itself).
 
 Usage: dalp_sim.py --port PORT --api-key KEY [--host H] [--seed N]
@@ -1359,7 +1362,8 @@ class Api:
 FAULT_ORDER = ("reset", "slow", "stall", "redirect", "html", "malformed", "wrongshape", "patch", "bare_meta", "400",
                "403", "422",
                "429", "500", "502", "503", "504")
-FAULT_KEYS = {"latency_ms", "every", "retry_after", "slow_ms", "path_prefix", "patch", "redirect_to", "echo_key"}
+FAULT_KEYS = {"latency_ms", "every", "retry_after", "slow_ms", "path_prefix", "patch", "redirect_to", "echo_key",
+              "spare_ms"}
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
              b"<body><h1>Bad Gateway</h1><p>The proxy could not reach the upstream server.</p></body></html>\n")
 
@@ -1378,8 +1382,8 @@ class Faults:
             raise ValueError("every: an object whose keys are among %s" % ", ".join(FAULT_ORDER))
         new = {"latency_ms": conf.get("latency_ms", 0), "every": {k: every[k] for k in FAULT_ORDER if every.get(k)},
                "retry_after": conf.get("retry_after", 1), "slow_ms": conf.get("slow_ms", 10000),
-               "path_prefix": conf.get("path_prefix", "")}
-        for v in [new["latency_ms"], new["retry_after"], new["slow_ms"]] + list(every.values()):
+               "path_prefix": conf.get("path_prefix", ""), "spare_ms": conf.get("spare_ms", 0)}
+        for v in [new["latency_ms"], new["retry_after"], new["slow_ms"], new["spare_ms"]] + list(every.values()):
             if not isinstance(v, int) or v < 0:
                 raise ValueError("fault numbers must be non-negative integers, got %r" % (v,))
         if not isinstance(new["path_prefix"], str):
@@ -1397,17 +1401,34 @@ class Faults:
         with self.lock:
             self.conf = new
             self.count = 0
+            self.faulted_at = {}     # target -> when it was last faulted (spare_ms)
+            self.prune_at = 1024
 
-    def pick(self, path):
-        """The fault for this /api request, if any, counting it first."""
+    def pick(self, path, target):
+        """The fault for this /api request, if any, counting it first;
+        `target` is its path and query as sent."""
         with self.lock:
             if not path.startswith(self.conf["path_prefix"]):
+                return None
+            now = time.monotonic()
+            spare = self.conf["spare_ms"] / 1000
+            if spare and now - self.faulted_at.get(target, float("-inf")) < spare:
                 return None
             self.count += 1
             for kind, n in self.conf["every"].items():
                 if self.count % n == 0:
+                    if spare:
+                        self.spare(target, now, spare)
                     return kind
             return None
+
+    def spare(self, target, now, spare):
+        """Remember that `target` was faulted now; forget, from time to time,
+        what no longer counts (the dict is rebuilt when it has doubled)."""
+        self.faulted_at[target] = now
+        if len(self.faulted_at) >= self.prune_at:
+            self.faulted_at = {t: at for t, at in self.faulted_at.items() if now - at < spare}
+            self.prune_at = max(1024, 2 * len(self.faulted_at))
 
     def faulted(self, kind, resp, target):
         """The response that fault `kind` puts in place of `resp`; `target` is
@@ -1652,7 +1673,7 @@ class Sim:
         for k, v in pairs:
             entry["query"][k] = [entry["query"][k], v] if k in entry["query"] else v
         try:
-            fault = self.faults.pick(path) if path.startswith("/api/") else None
+            fault = self.faults.pick(path, h.path) if path.startswith("/api/") else None
             entry["fault"] = fault
             time.sleep(self.faults.conf["latency_ms"] / 1000)
             if fault == "reset":

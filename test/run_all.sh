@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# test/run_all.sh: every test of dalp_fdw, on a fresh Debian 12 machine as root.
+# test/run_all.sh: every test of dalp_fdw, on a fresh Debian 12 machine, as
+# root or as a user with sudo, from a clone in any directory.
 # Installs what is missing, builds and installs the extension, starts a
 # throwaway PostgreSQL 15 and the simulator (test/lib.sh), then runs
 #   - test/sim_selftest.py, if present;
+#   - a check that the Makefile's REGRESS lists every sql/*.sql suite;
 #   - every pg_regress suite (make installcheck), each counted as one test;
 #   - every test/t_*.sh (exit 0 = pass), with PGHOST PGPORT PGUSER PGDATABASE
 #     DALP_SIM_URL DALP_SIM_PORT DALP_API_KEY DALP_PGLOG DALP_REPO set;

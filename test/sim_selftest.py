@@ -681,6 +681,16 @@ def faults(c):
         assert got == [200, 429, 503, 429, 200, 429], got
         log = s.control("GET", "log")
         assert [e["fault"] for e in log] == [None, "429", "503", "429", None, "429"], log
+        # spare_ms: a target faulted lately is neither faulted nor counted, whatever came in between
+        s.control("POST", "faults", {"every": {"503": 2}, "spare_ms": 60000, "path_prefix": prefix})
+        other = [("page[limit]", 3)]
+        got = [s.api(path)[0], s.api(path)[0], s.api(path, other)[0], s.api(path)[0], s.api(path, other)[0],
+               s.api(path, other)[0], s.api(path)[0]]
+        assert got == [200, 503, 200, 200, 503, 200, 200], got
+        s.control("POST", "faults", {"every": {"503": 1}, "spare_ms": 300, "path_prefix": prefix})
+        assert [s.api(path)[0] for _ in range(2)] == [503, 200]
+        time.sleep(0.35)
+        assert s.api(path)[0] == 503, "spared past spare_ms"
     finally:
         s.control("POST", "faults", {})
     assert s.api(path)[0] == 200
