@@ -65,6 +65,11 @@ BEGIN
     IF line LIKE '%DALP Request:%' THEN RETURN NEXT btrim(line); END IF;
   END LOOP;
 END $$;
+-- the demo fails (run_all.sh runs it) when a step does not show what it says
+CREATE FUNCTION expect(ok boolean, what text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF ok IS NOT TRUE THEN RAISE EXCEPTION 'demo: expected %', what; END IF;
+END $$;
 SELECT address FROM dalp.tokens WHERE symbol = 'HIF';
 SQL
 )
@@ -96,6 +101,8 @@ SELECT format($q$SELECT block_timestamp, short(from_address) AS "from", short(to
 SELECT * FROM sent(:'query');
 \t off
 :query;
+SELECT expect(count(*) = 1, 'one request with the filter, the sort and the limit') FROM sent(:'query') AS line
+ WHERE line LIKE '%page[limit]=5&sort=-blockTimestamp&filter[eventName][eq]=TransferCompleted' \gset
 
 SELECT date_trunc('month', block_timestamp) - interval '1 second' AS record_time
   FROM dalp.events WHERE token_address = :'token' ORDER BY block_timestamp DESC LIMIT 1 \gset
@@ -109,6 +116,8 @@ SELECT s.id AS snapshot, s.record_block, s.events_replayed, s.holders,
             ELSE 'NOT reconciled: ' || s.mismatches || ' accounts differ from /holders' END AS verdict
   FROM dalp_fdw.snapshots s WHERE s.id = :snapshot;
 \x off
+SELECT expect(reconciled AND holders > 0, 'a reconciled snapshot with holders') FROM dalp_fdw.snapshots
+ WHERE id = :snapshot \gset
 
 \echo '5. A materialized view of the cap table, refreshed CONCURRENTLY (readers are not blocked): the holders it changed'
 CREATE MATERIALIZED VIEW cap_table AS
@@ -126,6 +135,8 @@ SELECT short(account) AS account, b.balance AS before, a.balance AS after
   FROM cap_table a FULL JOIN cap_table_before b USING (account)
  WHERE a.balance IS DISTINCT FROM b.balance
  ORDER BY account;
+SELECT expect(count(*) > 0, 'the refresh to change some holder') FROM cap_table a FULL JOIN cap_table_before b USING (account)
+ WHERE a.balance IS DISTINCT FROM b.balance \gset
 SQL
 
 if [[ -n $attached ]]; then
@@ -139,6 +150,12 @@ The cluster and the simulator keep running until Ctrl-C. In another shell:
   $DALP_PGBIN/psql -h $PGHOST -p $PGPORT -U postgres $db
   curl -H 'X-Api-Key: $DALP_API_KEY' $DALP_SIM_URL/api/v2/tokens
 EOF
-  trap 'exit 0' INT TERM
-  while :; do sleep 3600; done
+  # `wait` (unlike a plain sleep) lets a kill end the demo at once
+  sleeper=
+  trap 'kill $sleeper 2>/dev/null; exit 0' INT TERM
+  while :; do
+    sleep 3600 &
+    sleeper=$!
+    wait "$sleeper" || true
+  done
 fi
