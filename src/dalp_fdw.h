@@ -347,7 +347,9 @@ enum DalpScanPrivateIndex
 	DALP_PRIVATE_MODE,			/* Integer: DalpScanMode */
 	DALP_PRIVATE_RELID,			/* Integer: the foreign table's OID */
 	DALP_PRIVATE_FACET,			/* String: facet field, or "" */
-	DALP_PRIVATE_LIMIT			/* Integer: DALP_LIMIT_* flags */
+	DALP_PRIVATE_LIMIT,			/* Integer: DALP_LIMIT_* flags */
+	DALP_PRIVATE_EVERY_ROW		/* Boolean: the planner expects every row to
+								 * be read (no LIMIT above, no cursor) */
 };
 
 extern void dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,

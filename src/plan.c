@@ -897,8 +897,9 @@ dalp_conds_from_private(const DalpResourceDef *res, List *private_conds)
 
 /* ForeignScan.fdw_private, in the order of enum DalpScanPrivateIndex. */
 static List *
-scan_private(DalpRelInfo *info, List *conds, List *attnums, const char *sort,
-			 DalpScanMode mode, const char *facet, int limit_flags)
+scan_private(PlannerInfo *root, DalpRelInfo *info, List *conds,
+			 List *attnums, const char *sort, DalpScanMode mode,
+			 const char *facet, int limit_flags)
 {
 	List	   *result = NIL;
 
@@ -910,6 +911,8 @@ scan_private(DalpRelInfo *info, List *conds, List *attnums, const char *sort,
 	result = lappend(result, makeInteger(info->relid));
 	result = lappend(result, makeString(pstrdup(facet)));
 	result = lappend(result, makeInteger(limit_flags));
+	/* 0: no LIMIT above, not a cursor's fast-start plan (see scan.c) */
+	result = lappend(result, makeBoolean(root->tuple_fraction == 0.0));
 	return result;
 }
 
@@ -931,7 +934,7 @@ make_base_plan(PlannerInfo *root, RelOptInfo *baserel, ForeignPath *best_path,
 	if (best_path->fdw_private != NIL)
 		sort = strVal(linitial(best_path->fdw_private));
 
-	fdw_private = scan_private(info, conds, info->attnums, sort,
+	fdw_private = scan_private(root, info, conds, info->attnums, sort,
 							   DALP_MODE_ROWS, "", 0);
 
 	return make_foreignscan(tlist,
@@ -999,7 +1002,7 @@ make_upper_plan(PlannerInfo *root, RelOptInfo *upperrel,
 		}
 	}
 
-	fdw_private = scan_private(info, info->conds, attnums,
+	fdw_private = scan_private(root, info, info->conds, attnums,
 							   strVal(list_nth(path_private, DALP_UPPER_SORT)),
 							   mode,
 							   strVal(list_nth(path_private, DALP_UPPER_FACET)),

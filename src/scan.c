@@ -8,10 +8,13 @@
  * per-token resource has one token (pinned) or many (an IN list, or every
  * token listed by /tokens), and an IN list longer than the API's cap is
  * split into variants.  Pages are requested in stream order; up to
- * "concurrency" requests are in flight, the window growing with the pages
- * the executor actually consumes, so a LIMIT never triggers a burst of
- * pages nobody reads.  Only the current page is decoded and kept, so a
- * scan's memory does not grow with its row count.
+ * "concurrency" requests are in flight.  Where a LIMIT or a cursor may stop
+ * the scan early, the window grows with the pages the executor actually
+ * consumes, so that a LIMIT never triggers a burst of pages nobody reads;
+ * where the planner expects every row, it is open from the start.  Only
+ * the current page is decoded and kept (or, for a collection read between
+ * change markers, its rows in a tuplestore), so a scan's memory does not
+ * grow with its row count.
  *
  *-------------------------------------------------------------------------
  */
@@ -65,6 +68,7 @@ typedef struct DalpScanState
 	List	   *cond_states;	/* ExprState *: the condition values, then
 								 * LIMIT and OFFSET */
 	int			limit_flags;	/* DALP_LIMIT_* */
+	bool		every_row;		/* the planner expects every row read */
 	DalpScanMode mode;
 	const char *facet;			/* facet field (DALP_MODE_FACETS) */
 	List	   *attnums;		/* base attnums by scan tuple position */
@@ -646,6 +650,7 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	st->mode = (DalpScanMode) intVal(list_nth(priv, DALP_PRIVATE_MODE));
 	st->facet = strVal(list_nth(priv, DALP_PRIVATE_FACET));
 	st->limit_flags = intVal(list_nth(priv, DALP_PRIVATE_LIMIT));
+	st->every_row = boolVal(list_nth(priv, DALP_PRIVATE_EVERY_ROW));
 	dalp_get_server_config(GetForeignTable(relid)->serverid, &st->conf);
 
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
@@ -926,7 +931,13 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 			stream->extent = -1;
 		}
 	}
-	st->window = 1;
+
+	/*
+	 * Where a LIMIT or a cursor may stop early, the window grows with the
+	 * pages consumed (next_page), so that nobody pays for pages nobody reads;
+	 * where every row is wanted it opens whole at once.
+	 */
+	st->window = st->every_row ? st->conf.concurrency : 1;
 	return st->nstreams > 0;
 }
 
@@ -1153,9 +1164,13 @@ next_page(DalpScanState *st)
 		/*
 		 * meta.total tells how far the stream goes, so its pages may be
 		 * prefetched; whether a page is the last is still decided by that
-		 * page itself, as the collection may grow meanwhile.
+		 * page itself, as the collection may grow meanwhile.  With the
+		 * window open, they leave before this page's rows are returned
+		 * (unless the stream is to be read again between change markers).
 		 */
 		stream->extent = st->page.total;
+		if (st->every_row && st->res->marker == NULL)
+			fill_pipeline(st);
 	}
 	if (st->id_paths != NIL && !single)
 	{

@@ -47,7 +47,7 @@ other clients' requests took the slots in between (the count is global). Each re
 "invalid" or "none", for the key it carried (never the key itself).
 
 Usage: dalp_sim.py --port PORT --api-key KEY [--host H] [--seed N]
-                   [--big-token-events N] [--pidfile F]
+                   [--big-token-events N] [--small-tokens N] [--pidfile F]
 Python 3.11 standard library only.
 """
 import argparse
@@ -547,6 +547,13 @@ DEFAULT_TOKENS = (
     ("Pilot Note 2026", "PN26", "bond", 2, 0, ("ACCESS_MANAGED", "BURNABLE"), (6, 8), 3, 150, ""),
 )
 BIG_TOKEN = ("Big Volume Coin", "BIG", "stablecoin", 18, 3, FACTORIES[3][2], None, N_INVESTORS, 2, "")
+
+
+def small_token(i):
+    """Token i of --small-tokens: a deposit of some 30 events and a dozen
+    holders, one page of anything, for benchmarks over many tokens."""
+    return ("Small Deposit %03d" % i, "SML%03d" % i, "deposit", 2, 4, FACTORIES[4][2], (25, 35), 12,
+            100 + i % 150, "")
 HISTORY_END_DAY = 257            # 2026-09-15: generated history stops about here
 APPEND_GAP = 3                   # blocks between appended transactions, on average
 
@@ -722,7 +729,7 @@ class Token:
 class World:
     """Everything the API serves."""
 
-    def __init__(self, seed, big_events):
+    def __init__(self, seed, big_events, small_tokens=0):
         self.seed = seed
         self.accounts = ["0x" + hexid(seed, "account", i) for i in range(N_AGENTS + 1 + N_INVESTORS)]
         self.account_index = {a: i for i, a in enumerate(self.accounts)}
@@ -732,6 +739,7 @@ class World:
         specs = [(s, None) for s in DEFAULT_TOKENS]
         if big_events:
             specs.append((BIG_TOKEN, big_events))
+        specs += [(small_token(i), None) for i in range(1, small_tokens + 1)]
         self.tokens = {}
         for index, (spec, n) in enumerate(specs):
             tok = Token(self, index, spec, n)
@@ -1636,9 +1644,9 @@ def parse_pairs(query):
 class Sim:
     """The server's state: world, API, faults, request log."""
 
-    def __init__(self, seed, big_events, api_key):
-        self.seed, self.big_events = seed, big_events
-        self.api = Api(World(seed, big_events), api_key)
+    def __init__(self, seed, big_events, api_key, small_tokens=0):
+        self.seed, self.big_events, self.small_tokens = seed, big_events, small_tokens
+        self.api = Api(World(seed, big_events, small_tokens), api_key)
         self.faults = Faults()
         self.mover = Mover()
         self.log_lock = threading.Lock()
@@ -1733,7 +1741,7 @@ class Sim:
                 self.api.invalidate()
                 return Resp.json(200, {"services": self.api.world.services()})
         if path == "/_sim/reset" and method == "POST":
-            world = World(self.seed, self.big_events)
+            world = World(self.seed, self.big_events, self.small_tokens)
             with self.api.lock:
                 self.api.world = world
                 self.api.invalidate()
@@ -1882,10 +1890,12 @@ def main():
     ap.add_argument("--api-key", required=True)
     ap.add_argument("--big-token-events", type=int, default=0, metavar="N",
                     help="add token BIG (18 decimals) with N events")
+    ap.add_argument("--small-tokens", type=int, default=0, metavar="N",
+                    help="add N tokens SML001... of some 30 events and a dozen holders each")
     ap.add_argument("--pidfile")
     args = ap.parse_args()
     started = time.monotonic()
-    sim = Sim(args.seed, args.big_token_events, args.api_key)
+    sim = Sim(args.seed, args.big_token_events, args.api_key, args.small_tokens)
     server = Server((args.host, args.port), Handler)
     server.sim = sim
     if args.pidfile:

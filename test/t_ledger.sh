@@ -57,7 +57,7 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER lg OPTIONS (api_key '$DALP_API_KEY')
 CREATE SCHEMA lg;
 IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens, holders, health_snapshots) FROM SERVER lg INTO lg;
 SQL
-dalp_atexit dalp_psql -qc "DROP SERVER IF EXISTS lg CASCADE; DROP SCHEMA IF EXISTS lg CASCADE"
+dalp_atexit dalp_psql -qc "SET client_min_messages = warning; DROP SERVER IF EXISTS lg CASCADE; DROP SCHEMA IF EXISTS lg CASCADE"
 sess_open
 declare -A tok
 while IFS='|' read -r symbol address; do tok[$symbol]=$address; done < <(

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Requests in flight together, from the simulator's request log (when each
+# request started and ended), against a simulator of its own that answers
+# every request 100 ms late, with pages of 50 and concurrency 8:
+#   - a scan whose every row is wanted sends its first page alone, then the
+#     next 8 pages together; under a LIMIT the window grows by one with
+#     each page consumed (2 after the first), so a LIMIT that stops early
+#     costs no burst of unread pages;
+#   - a fan-out over a list of tokens from a local table
+#     (= ANY (ARRAY(SELECT ...))) reads 8 tokens at once.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+port=$((DALP_SIM_PORT + 44))
+dalp_start_sim --port "$port" --small-tokens 12
+url=$DALP_SIM_LAST_URL
+simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
+
+# How many of the requests logged since the last clear, from the Nth on,
+# started within 50 ms of the Nth (each takes 100 ms), and how many there
+# are: "8 of 59".
+overlap() {
+  simctl log | "$DALP_PYTHON" -c 'import json, sys
+log = json.load(sys.stdin)[int(sys.argv[1]):]
+print("%d of %d" % (sum(e["start_ms"] < log[0]["start_ms"] + 50 for e in log), len(log)))' "$1"
+}
+
+dalp_psql -q <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS dalp_fdw;
+DROP SERVER IF EXISTS nw CASCADE;
+DROP SCHEMA IF EXISTS nw CASCADE;
+CREATE SERVER nw FOREIGN DATA WRAPPER dalp_fdw
+  OPTIONS (base_url '$url', page_size '50', concurrency '8');
+CREATE USER MAPPING FOR CURRENT_USER SERVER nw OPTIONS (api_key '$DALP_API_KEY');
+CREATE SCHEMA nw;
+IMPORT FOREIGN SCHEMA v2 FROM SERVER nw INTO nw;
+CREATE TABLE nw.my_tokens AS SELECT address AS addr FROM nw.tokens WHERE symbol LIKE 'SML%';
+SQL
+dalp_atexit dalp_psql -qc "SET client_min_messages = warning; DROP SERVER IF EXISTS nw CASCADE; DROP SCHEMA IF EXISTS nw CASCADE"
+hif=$(dalp_psql -tAc "SELECT address FROM nw.tokens WHERE symbol = 'HIF'")
+simctl faults '{"latency_ms": 100}' >/dev/null
+
+## every row wanted: the first page, then 8 at once
+simctl clear >/dev/null
+dalp_psql -tAc "SELECT count(id) FROM nw.events WHERE token_address = '$hif'" >/dev/null
+got=$(overlap 1)
+[[ $got == "8 of "* ]] || dalp_die "every row wanted: after the first page, expected 8 requests at once, saw $got"
+dalp_log "every row wanted: after the first page, $got requests at once"
+# under a LIMIT (amount > 0 stays local, so the LIMIT is not sent): one
+# more page at a time
+simctl clear >/dev/null
+dalp_psql -tAc "SELECT count(*) FROM (SELECT id FROM nw.events WHERE token_address = '$hif'
+                  AND amount > 0 LIMIT 400) s" >/dev/null
+got=$(overlap 1)
+[[ $got == "2 of "* ]] || dalp_die "under a LIMIT: after the first page, expected 2 requests at once (the window grows by one a page), saw $got"
+dalp_log "under a LIMIT: after the first page, $got requests at once"
+
+## a local list of tokens: 8 at once
+simctl clear >/dev/null
+dalp_psql -tAc "SELECT count(*) FROM nw.holders WHERE token_address = ANY (ARRAY(SELECT addr FROM nw.my_tokens))" >/dev/null
+got=$(overlap 0)
+[[ $got == "8 of 12" ]] || dalp_die "12 tokens listed in a local table: expected 8 requests at once, saw $got"
+echo "ok: after the first page 8 requests at once when every row is wanted, 2 under a LIMIT; 8 of 12 listed tokens at once"
