@@ -41,3 +41,8 @@ SHLIB_LINK = $(shell pkg-config --libs libcurl)
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header: every object (and its bitcode, for the JIT) is rebuilt
+# when the project's header changes, since one built against an old struct
+# layout crashes the backend. List any new header here.
+$(OBJS) $(OBJS:.o=.bc): src/dalp_fdw.h
