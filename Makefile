@@ -5,6 +5,7 @@ OBJS = \
 	src/decode.o \
 	src/http.o \
 	src/import.o \
+	src/ledger.o \
 	src/options.o \
 	src/plan.o \
 	src/request.o \

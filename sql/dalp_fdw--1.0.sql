@@ -2,6 +2,51 @@
 
 \echo Use "CREATE EXTENSION dalp_fdw" to load this file. \quit
 
+-- CREATE EXTENSION installs into a schema dalp_fdw that already exists.
+-- One that another role owns, may create objects in, or has put objects in
+-- could hold (now or later) a function that a call meant for ours resolves
+-- to, an overload say: refuse it.
+DO $$
+DECLARE
+    nsp oid;
+    nsp_owner oid;
+    installer oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user);
+    others text;
+BEGIN
+    SELECT n.oid, n.nspowner INTO nsp, nsp_owner FROM pg_catalog.pg_namespace n WHERE n.nspname = '@extschema@';
+    IF nsp_owner <> installer THEN
+        RAISE EXCEPTION 'schema @extschema@ already exists and is owned by role %', pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(nsp_owner))
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = 'Its owner could add functions that calls meant for dalp_fdw''s would run instead.',
+                    HINT = 'Check what it holds and drop or rename it, then run CREATE EXTENSION dalp_fdw again.';
+    END IF;
+    SELECT pg_catalog.string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                               ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END, ', ')
+      INTO others
+      FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+     WHERE n.oid = nsp AND a.privilege_type = 'CREATE' AND a.grantee <> installer;
+    IF others IS NOT NULL THEN
+        RAISE EXCEPTION 'schema @extschema@ already exists and lets % create objects in it', others
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = 'They could add functions that calls meant for dalp_fdw''s would run instead.',
+                    HINT = pg_catalog.format('Revoke it (REVOKE CREATE ON SCHEMA @extschema@ FROM %s), check what the schema holds, then run CREATE EXTENSION dalp_fdw again.', others);
+    END IF;
+    SELECT pg_catalog.string_agg(DISTINCT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)), ', ')
+      INTO others
+      FROM (SELECT p.proowner FROM pg_catalog.pg_proc p WHERE p.pronamespace = nsp
+            UNION ALL SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.relnamespace = nsp
+            UNION ALL SELECT t.typowner FROM pg_catalog.pg_type t WHERE t.typnamespace = nsp
+            UNION ALL SELECT o.oprowner FROM pg_catalog.pg_operator o WHERE o.oprnamespace = nsp) AS o(owner)
+     WHERE o.owner <> installer;
+    IF others IS NOT NULL THEN
+        RAISE EXCEPTION 'schema @extschema@ already exists and holds objects of %', others
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = 'They could be functions that calls meant for dalp_fdw''s would run instead.',
+                    HINT = 'Check what the schema holds and drop or rename it, then run CREATE EXTENSION dalp_fdw again.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION dalp_fdw_handler()
 RETURNS fdw_handler
 AS 'MODULE_PATHNAME', 'dalp_fdw_handler'
@@ -90,12 +135,33 @@ LANGUAGE C STRICT STABLE PARALLEL SAFE;
 -- Every table keys its rows by server name (not OID), so the bookkeeping
 -- survives pg_dump and a restore into a cluster where the server has a new
 -- OID; a server pointed at another DALP deployment needs another name.
--- Nothing is granted to PUBLIC: the README lists what a syncing or a
--- snapshotting role needs.
+--
+-- Who may do what (issue 10). Whoever owns an object the ledger functions
+-- read can make their next caller run code of its choosing, and whoever may
+-- write the bookkeeping rows can forge a snapshot's inputs. So both belong
+-- to the extension's owner alone:
+--  - the rows live in schema dalp_fdw_ledger, on which nothing is granted,
+--    and are written only by SECURITY DEFINER functions "<name>_impl",
+--    which set every stamp (computed_by, computed_at, ingested_at,
+--    retracted_at) themselves;
+--  - each role reads them through views of the same names in dalp_fdw,
+--    which show the rows of the servers it may use (USAGE on the server,
+--    which its owner has) and of those it audits (grant_audit);
+--  - the foreign tables the functions read are imported by them, owned by
+--    the extension's owner, and checked before every use (server_schema);
+--  - the SQL entry points are C (ledger.c): they pass the calling role to
+--    the implementation, which checks its USAGE on the server and reads
+--    the API with its user mapping.
+-- Row-level security would be simpler than views, but pg_dump dumps the
+-- policies of an extension's tables and their restore then fails.
+
+CREATE SCHEMA dalp_fdw_ledger;
+COMMENT ON SCHEMA dalp_fdw_ledger IS
+    'dalp_fdw: the rows behind the views event_log, sync_state, snapshots, snapshot_balances and auditors of schema dalp_fdw; written by dalp_fdw''s functions only';
 
 -- The mirror. Rows are never deleted: an event that vanished from the API
 -- (chain reorganization) gets retracted_at, and its replacement is a new row.
-CREATE TABLE event_log (
+CREATE TABLE dalp_fdw_ledger.event_log (
     log_id           bigserial PRIMARY KEY,
     server           text NOT NULL,
     token_address    text NOT NULL,
@@ -112,7 +178,7 @@ CREATE TABLE event_log (
     account          text,
     amount           numeric,
     "values"         jsonb,
-    ingested_at      timestamptz NOT NULL DEFAULT now(),
+    ingested_at      timestamptz NOT NULL,
     retracted_at     timestamptz
 );
 -- The integration guide's dedupe key: id, transaction hash, block number and
@@ -120,16 +186,14 @@ CREATE TABLE event_log (
 -- then land at the right edge of the index instead of at random pages (a
 -- third faster on a million-event backfill). Partial, so that an event that
 -- comes back after being retracted is mirrored again as a new row.
-CREATE UNIQUE INDEX event_log_dedupe ON event_log
+CREATE UNIQUE INDEX event_log_dedupe ON dalp_fdw_ledger.event_log
     (server, token_address, block_number, tx_index, id, transaction_hash)
     WHERE retracted_at IS NULL;
 -- Reread windows, replays up to a record time, the latest event.
-CREATE INDEX event_log_time ON event_log (server, token_address, block_timestamp);
-COMMENT ON TABLE event_log IS
-    'dalp_fdw: append-only mirror of token events (sync_events); retracted_at marks events that vanished after a reorg';
+CREATE INDEX event_log_time ON dalp_fdw_ledger.event_log (server, token_address, block_timestamp);
 
 -- One checkpoint per mirrored token: the last event the mirror holds.
-CREATE TABLE sync_state (
+CREATE TABLE dalp_fdw_ledger.sync_state (
     server           text NOT NULL,
     token_address    text NOT NULL,
     checkpoint_time  timestamptz,       -- NULL until the token has an event
@@ -141,9 +205,8 @@ CREATE TABLE sync_state (
     synced_at        timestamptz,
     PRIMARY KEY (server, token_address)
 );
-COMMENT ON TABLE sync_state IS 'dalp_fdw: event mirror checkpoint per (server, token)';
 
-CREATE TABLE snapshots (
+CREATE TABLE dalp_fdw_ledger.snapshots (
     id               bigserial PRIMARY KEY,
     server           text NOT NULL,
     token_address    text NOT NULL,
@@ -163,50 +226,141 @@ CREATE TABLE snapshots (
     mismatches       int NOT NULL,      -- accounts whose replay to now differs from /holders
     indexer_status   text,              -- as the health summary reported it
     computed_at      timestamptz NOT NULL,
-    computed_by      text NOT NULL
+    computed_by      text NOT NULL      -- the role that called take_snapshot
 );
-CREATE INDEX snapshots_token ON snapshots (server, token_address, record_time);
-COMMENT ON TABLE snapshots IS 'dalp_fdw: record-date snapshots (take_snapshot) with their replay checkpoint and reconciliation';
+CREATE INDEX snapshots_token ON dalp_fdw_ledger.snapshots (server, token_address, record_time);
 
-CREATE TABLE snapshot_balances (
-    snapshot_id      bigint NOT NULL REFERENCES snapshots ON DELETE CASCADE,
+CREATE TABLE dalp_fdw_ledger.snapshot_balances (
+    snapshot_id      bigint NOT NULL REFERENCES dalp_fdw_ledger.snapshots ON DELETE CASCADE,
     account          text NOT NULL,
     balance_exact    numeric NOT NULL,  -- base units
     balance          numeric NOT NULL,  -- shifted by the token's decimals
     frozen_exact     numeric NOT NULL,
     PRIMARY KEY (snapshot_id, account)
 );
-COMMENT ON TABLE snapshot_balances IS 'dalp_fdw: balances of each snapshot at its record time';
+
+-- Roles that may read one server's rows without using the server
+-- (grant_audit). By name, as the rows are keyed by server name: pg_dump
+-- and a restore keep them.
+CREATE TABLE dalp_fdw_ledger.auditors (
+    server           text NOT NULL,
+    auditor          name NOT NULL,
+    granted_by       name NOT NULL,
+    granted_at       timestamptz NOT NULL,
+    PRIMARY KEY (server, auditor)
+);
 
 -- User data: pg_dump keeps the rows (and the sequences' positions).
-SELECT pg_catalog.pg_extension_config_dump('event_log', '');
-SELECT pg_catalog.pg_extension_config_dump('event_log_log_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('sync_state', '');
-SELECT pg_catalog.pg_extension_config_dump('snapshots', '');
-SELECT pg_catalog.pg_extension_config_dump('snapshots_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('snapshot_balances', '');
+SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.event_log', '');
+SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.event_log_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.sync_state', '');
+SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.snapshots', '');
+SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.snapshots_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.snapshot_balances', '');
+SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.auditors', '');
 
--- The functions below take a server name, so they need foreign tables of that
--- server. They import their own, once, into a schema per server
--- (dalp_fdw_srv_<server OID>), apart from the user's schemas: what a user
--- does to theirs (ALTER, DROP, a json_path option) cannot change what a
--- snapshot reads. Creating it needs CREATE on the database; it belongs to
--- the role that first used it, which grants it to others (see README).
-CREATE FUNCTION server_schema(server name)
-RETURNS name
+-- The servers whose rows the current role may read: those it may use, and
+-- those it audits. A view rather than a function, so that it reads
+-- auditors with its owner's rights while its privilege functions test the
+-- role running the query.
+CREATE VIEW dalp_fdw_ledger.readable_servers AS
+SELECT s.srvname::text AS server
+  FROM pg_catalog.pg_foreign_server s
+ WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE')
+    OR pg_catalog.pg_has_role(s.srvowner, 'USAGE')
+UNION
+SELECT a.server
+  FROM dalp_fdw_ledger.auditors a
+  JOIN pg_catalog.pg_roles r ON r.rolname = a.auditor
+ WHERE pg_catalog.pg_has_role(r.oid, 'USAGE');
+
+-- What every role reads. security_barrier: a condition of the reader's is
+-- evaluated below the server filter only if it is leakproof, so it cannot
+-- see a hidden row.
+CREATE VIEW event_log WITH (security_barrier) AS
+SELECT l.* FROM dalp_fdw_ledger.event_log l
+ WHERE l.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v);
+COMMENT ON VIEW event_log IS
+    'dalp_fdw: append-only mirror of token events (sync_events); retracted_at marks events that vanished after a reorg; rows of the servers you may use or audit';
+
+CREATE VIEW sync_state WITH (security_barrier) AS
+SELECT s.* FROM dalp_fdw_ledger.sync_state s
+ WHERE s.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v);
+COMMENT ON VIEW sync_state IS
+    'dalp_fdw: event mirror checkpoint per (server, token); rows of the servers you may use or audit';
+
+CREATE VIEW snapshots WITH (security_barrier) AS
+SELECT s.* FROM dalp_fdw_ledger.snapshots s
+ WHERE s.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v);
+COMMENT ON VIEW snapshots IS
+    'dalp_fdw: record-date snapshots (take_snapshot) with their replay checkpoint and reconciliation; rows of the servers you may use or audit';
+
+CREATE VIEW snapshot_balances WITH (security_barrier) AS
+SELECT b.* FROM dalp_fdw_ledger.snapshot_balances b
+ WHERE b.snapshot_id IN (SELECT s.id FROM dalp_fdw_ledger.snapshots s
+                          WHERE s.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v));
+COMMENT ON VIEW snapshot_balances IS
+    'dalp_fdw: balances of each snapshot at its record time; rows of the servers you may use or audit';
+
+CREATE VIEW auditors WITH (security_barrier) AS
+SELECT a.* FROM dalp_fdw_ledger.auditors a
+ WHERE a.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v);
+COMMENT ON VIEW auditors IS
+    'dalp_fdw: roles that may read a server''s rows without using it (grant_audit, revoke_audit)';
+
+-- The views would pass an INSERT on to the tables (simple views are
+-- updatable), as their owner, if someone granted one: refuse it whatever
+-- the grants.
+CREATE FUNCTION dalp_fdw_ledger.refuse_write()
+RETURNS trigger
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'dalp_fdw.% is written by dalp_fdw''s functions only', TG_TABLE_NAME
+          USING ERRCODE = 'insufficient_privilege',
+                DETAIL = 'Its rows record what the API returned, when, and for whom; a direct write could forge them.',
+                HINT = 'Use dalp_fdw.sync_events, dalp_fdw.take_snapshot, dalp_fdw.grant_audit or dalp_fdw.revoke_audit.';
+END
+$$;
+CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON event_log
+    FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write();
+CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON sync_state
+    FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write();
+CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON snapshots
+    FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write();
+CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON snapshot_balances
+    FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write();
+CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON auditors
+    FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write();
+
+GRANT SELECT ON event_log, sync_state, snapshots, snapshot_balances, auditors TO PUBLIC;
+
+-- The extension's owner or a superuser: the roles that may own what the
+-- ledger functions read.
+CREATE FUNCTION trusted_role(owner oid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT owner = (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'dalp_fdw')
+        OR coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner), false)
+$$;
+
+-- The OID of a dalp_fdw server the caller may use (USAGE, which its owner
+-- has), or an error saying what is wrong.
+CREATE FUNCTION ledger_server(server name, caller regrole)
+RETURNS oid
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     srv oid;
     wrapper name;
-    nsp name;
-    missing text[];
-    stale name;
 BEGIN
     SELECT s.oid, w.fdwname INTO srv, wrapper
       FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-     WHERE s.srvname = server_schema.server;
+     WHERE s.srvname = ledger_server.server;
     IF srv IS NULL THEN
         RAISE EXCEPTION 'server "%" does not exist', server
               USING ERRCODE = 'undefined_object',
@@ -217,41 +371,155 @@ BEGIN
               USING ERRCODE = 'wrong_object_type',
                     DETAIL = format('Its foreign-data wrapper is %I.', wrapper);
     END IF;
-    nsp := 'dalp_fdw_srv_' || srv;
+    IF NOT has_server_privilege(caller::oid, srv, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for foreign server %', server
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = format('Role %s has no USAGE on it, so it may not read the server''s API, snapshots or mirror.', caller),
+                    HINT = format('The server''s owner can run GRANT USAGE ON FOREIGN SERVER %I TO %s.', server, caller);
+    END IF;
+    RETURN srv;
+END
+$$;
 
-    FOR i IN 1..2 LOOP
-        SELECT array_agg(t.name ORDER BY t.name) INTO missing
-          FROM unnest(ARRAY['events', 'health_services', 'holders', 'tokens']) AS t(name)
-         WHERE NOT EXISTS (SELECT 1
-                             FROM pg_class c
-                             JOIN pg_namespace n ON n.oid = c.relnamespace
-                             JOIN pg_foreign_table f ON f.ftrelid = c.oid
-                            WHERE n.nspname = nsp AND c.relname = t.name AND f.ftserver = srv);
-        IF missing IS NULL THEN
-            RETURN nsp;
+-- The functions below take a server name, so they need foreign tables of that
+-- server. They import their own, once, into a schema per server
+-- (dalp_fdw_srv_<server OID>), apart from the user's schemas. The schema and
+-- its tables belong to the extension's owner, and are checked before every
+-- use: an owner other than the extension's or a superuser, anyone else
+-- allowed to create objects in the schema, a table bound to other options,
+-- a column of another type (a domain, say) or with options, is refused
+-- with what to repair. Other objects in the schema are never referred to.
+-- Returns the tables to import: those missing, and those bound to a server
+-- dropped since (its OID now reused by this one, after a restore say).
+CREATE FUNCTION server_schema_check(server name, srv oid)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nsp name := 'dalp_fdw_srv_' || srv;
+    n record;
+    t record;
+    others text;
+    problems text;
+    todo text[] := '{}';
+BEGIN
+    SELECT x.oid, x.nspowner, x.nspacl INTO n FROM pg_namespace x WHERE x.nspname = nsp;
+    IF NOT FOUND THEN
+        RETURN ARRAY['events', 'health_services', 'holders', 'tokens'];
+    END IF;
+    IF NOT dalp_fdw.trusted_role(n.nspowner) THEN
+        RAISE EXCEPTION 'schema % of server "%" is owned by role %, not by the extension''s owner or a superuser',
+                        nsp, server, quote_ident(pg_get_userbyid(n.nspowner))
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = 'dalp_fdw''s functions read the foreign tables of this schema for every role that calls them; its owner could make them run code as those roles.',
+                    HINT = format('Check what it holds, then have a superuser drop it (DROP SCHEMA %I CASCADE): the next call creates it again.', nsp);
+    END IF;
+    SELECT string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, ', ')
+      INTO others
+      FROM aclexplode(n.nspacl) a
+     WHERE a.privilege_type = 'CREATE' AND NOT dalp_fdw.trusted_role(a.grantee);
+    IF others IS NOT NULL THEN
+        RAISE EXCEPTION 'schema % of server "%" lets roles other than the extension''s owner create objects in it', nsp, server
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = format('CREATE is granted to %s.', others),
+                    HINT = format('Revoke it: REVOKE CREATE ON SCHEMA %I FROM %s.', nsp, others);
+    END IF;
+    FOR t IN
+        SELECT r.name, c.oid, c.relkind, c.relowner, f.ftserver, f.ftoptions
+          FROM unnest(ARRAY['events', 'health_services', 'holders', 'tokens']) AS r(name)
+          LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name
+          LEFT JOIN pg_foreign_table f ON f.ftrelid = c.oid
+    LOOP
+        IF t.oid IS NULL THEN
+            todo := todo || t.name;
+            CONTINUE;
         END IF;
-        -- Sessions that use a server for the first time at once: the second
-        -- waits here, then finds the first one's tables.
-        IF i = 1 THEN
-            PERFORM pg_advisory_xact_lock(hashtext('dalp_fdw.server_schema'), srv::int);
+        IF NOT dalp_fdw.trusted_role(t.relowner) THEN
+            RAISE EXCEPTION 'relation %.% of server "%" is owned by role %, not by the extension''s owner or a superuser',
+                            nsp, t.name, server, quote_ident(pg_get_userbyid(t.relowner))
+                  USING ERRCODE = 'insufficient_privilege',
+                        DETAIL = 'dalp_fdw''s functions read it for every role that calls them; its owner could make them run code as those roles.',
+                        HINT = format('Check it, then have a superuser drop it: the next call imports the foreign table %I.%I again.', nsp, t.name);
+        END IF;
+        IF t.relkind <> 'f' THEN
+            RAISE EXCEPTION 'relation %.% of server "%" is not a foreign table', nsp, t.name, server
+                  USING ERRCODE = 'wrong_object_type',
+                        HINT = format('Drop it, as its owner or a superuser: the next call imports the foreign table %I.%I.', nsp, t.name);
+        END IF;
+        IF t.ftserver <> srv THEN
+            todo := todo || t.name;
+            CONTINUE;
+        END IF;
+        SELECT string_agg(x.problem, '; ' ORDER BY x.o) INTO problems
+          FROM (SELECT 0, format('its options are (%s), not (resource=%s)', array_to_string(t.ftoptions, ', '), t.name)
+                 WHERE t.ftoptions IS DISTINCT FROM ARRAY['resource=' || t.name]
+                UNION ALL
+                SELECT 1, 'it has constraints'
+                 WHERE EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = t.oid)
+                UNION ALL
+                SELECT 2, 'it takes part in table inheritance'
+                 WHERE EXISTS (SELECT 1 FROM pg_inherits i WHERE t.oid IN (i.inhrelid, i.inhparent))
+                UNION ALL
+                SELECT 3 + coalesce(h.attnum, 0),
+                       CASE WHEN h.attname IS NULL THEN format('column %I is missing', w.column_name)
+                            WHEN w.column_name IS NULL THEN format('column %I is not one dalp_fdw imports', h.attname)
+                            WHEN h.atttypid <> w.type OR h.atttypmod <> -1
+                                 THEN format('column %I has type %s, not %s', h.attname,
+                                             format_type(h.atttypid, h.atttypmod), format_type(w.type, NULL))
+                            WHEN h.attfdwoptions IS NOT NULL
+                                 THEN format('column %I has options (%s)', h.attname, array_to_string(h.attfdwoptions, ', '))
+                            WHEN h.attcollation <> h.typcollation
+                                 THEN format('column %I has collation %s', h.attname, h.attcollation::regcollation)
+                       END
+                  FROM (SELECT c.column_name::name AS column_name, c.type::oid AS type
+                          FROM dalp_fdw.catalog_columns() c WHERE c.resource = t.name) w
+                  FULL JOIN (SELECT a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation,
+                                    a.attfdwoptions, y.typcollation
+                               FROM pg_attribute a JOIN pg_type y ON y.oid = a.atttypid
+                              WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped) h
+                    ON h.attname = w.column_name) AS x(o, problem)
+         WHERE x.problem IS NOT NULL;
+        IF problems IS NOT NULL THEN
+            RAISE EXCEPTION 'foreign table %.% of server "%" is not as dalp_fdw imported it', nsp, t.name, server
+                  USING ERRCODE = 'invalid_object_definition',
+                        DETAIL = upper(left(problems, 1)) || substr(problems, 2) || '.',
+                        HINT = format('Drop it (DROP FOREIGN TABLE %I.%I, as its owner or a superuser): the next call imports it again.', nsp, t.name);
         END IF;
     END LOOP;
+    RETURN todo;
+END
+$$;
+
+-- The schema of the server's foreign tables, created or completed first if
+-- need be.
+CREATE FUNCTION server_schema_impl(server name, caller regrole)
+RETURNS name
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    srv oid := dalp_fdw.ledger_server(server, caller);
+    nsp name := 'dalp_fdw_srv_' || srv;
+    missing text[] := dalp_fdw.server_schema_check(server, srv);
+    stale name;
+BEGIN
+    IF cardinality(missing) = 0 THEN
+        RETURN nsp;
+    END IF;
+    -- Sessions that use a server for the first time at once: the second
+    -- waits here, then finds the first one's tables.
+    PERFORM pg_advisory_xact_lock(hashtext('dalp_fdw.server_schema'), srv::int);
+    missing := dalp_fdw.server_schema_check(server, srv);
+    IF cardinality(missing) = 0 THEN
+        RETURN nsp;
+    END IF;
 
     IF NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = nsp) THEN
-        BEGIN
-            EXECUTE format('CREATE SCHEMA %I', nsp);
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE EXCEPTION 'cannot create schema % for the foreign tables of server "%"', nsp, server
-                  USING ERRCODE = 'insufficient_privilege',
-                        DETAIL = SQLERRM || '.',
-                        HINT = format('A role with CREATE on this database can run SELECT dalp_fdw.server_schema(%L) once, then GRANT USAGE ON SCHEMA %I and SELECT ON ALL TABLES IN SCHEMA %I to the roles that use the server.',
-                                      server, nsp, nsp);
-        END;
+        EXECUTE format('CREATE SCHEMA %I', nsp);
         EXECUTE format('COMMENT ON SCHEMA %I IS %L', nsp,
-                       format('dalp_fdw: foreign tables of server %s for take_snapshot, sync_events and indexer_ready', server));
+                       format('dalp_fdw: foreign tables of server %s for take_snapshot, sync_events and indexer_health (owned by the extension''s owner; do not change)', server));
     END IF;
-    -- A table of that name bound to another server was left by a dropped
-    -- server whose OID has been reused (a restore, for one).
     FOR stale IN
         SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = nsp AND c.relname = ANY (missing)
@@ -263,17 +531,22 @@ BEGIN
     RETURN nsp;
 END
 $$;
+
+CREATE FUNCTION server_schema(server name)
+RETURNS name
+AS 'MODULE_PATHNAME', 'dalp_fdw_ledger_call'
+LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION server_schema(name) IS
-    'dalp_fdw: the schema holding this server''s foreign tables used by take_snapshot, sync_events and indexer_ready (created on first use)';
+    'dalp_fdw: the schema holding this server''s foreign tables used by take_snapshot, sync_events and indexer_health (created on first use, owned by the extension''s owner)';
 
 -- The indexer as the blockchain-monitoring summary reports it, and whether a
 -- snapshot can trust the events now: every indexer listed is healthy or
 -- degraded, not reindexing, and at most max_sync_lag blocks behind the chain
 -- head. Any other status (reindexing, critical, unknown, or one this version
 -- does not know) is not ready, and so is a summary without an indexer.
-CREATE FUNCTION indexer_health(server name, max_sync_lag bigint DEFAULT 100,
-                               OUT ready boolean, OUT status text, OUT sync_lag bigint, OUT reason text)
-LANGUAGE plpgsql
+CREATE FUNCTION indexer_health_impl(server name, max_sync_lag bigint, caller regrole,
+                                    OUT ready boolean, OUT status text, OUT sync_lag bigint, OUT reason text)
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -284,7 +557,7 @@ BEGIN
         RAISE EXCEPTION 'max_sync_lag must be zero or more, not %', coalesce(max_sync_lag::text, 'NULL')
               USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    nsp := dalp_fdw.server_schema(server);
+    nsp := dalp_fdw.server_schema_impl(server, caller);
     FOR r IN EXECUTE format('SELECT h.status, h.reindexing, h.sync_lag FROM %I.health_services h
                               WHERE h.service_type = ''indexer'' ORDER BY h.chain_id', nsp)
     LOOP
@@ -313,12 +586,18 @@ BEGIN
     END IF;
 END
 $$;
+
+CREATE FUNCTION indexer_health(server name, max_sync_lag bigint DEFAULT 100,
+                               OUT ready boolean, OUT status text, OUT sync_lag bigint, OUT reason text)
+AS 'MODULE_PATHNAME', 'dalp_fdw_ledger_call'
+LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION indexer_health(name, bigint) IS
     'dalp_fdw: indexer status, sync lag and whether snapshots may trust it (see indexer_ready)';
 
 CREATE FUNCTION indexer_ready(server name, max_sync_lag bigint DEFAULT 100)
 RETURNS boolean
 LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT h.ready FROM dalp_fdw.indexer_health(server, max_sync_lag) h $$;
 COMMENT ON FUNCTION indexer_ready(name, bigint) IS
     'dalp_fdw: indexer healthy or degraded, not reindexing, at most max_sync_lag blocks behind';
@@ -346,9 +625,9 @@ END $$;
 -- that two sessions never both insert an event, and neither loses the
 -- other's checkpoint; the unique dedupe index turns any write that bypasses
 -- the lock into an error rather than a second row.
-CREATE FUNCTION sync_events(server name, token_address text, reread_window interval DEFAULT '1 hour')
+CREATE FUNCTION sync_events_impl(server name, token_address text, reread_window interval, caller regrole)
 RETURNS TABLE (inserted bigint, retracted bigint, checkpoint_time timestamptz)
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -366,12 +645,12 @@ BEGIN
               USING ERRCODE = 'invalid_parameter_value',
                     HINT = 'Pass NULL to reread the whole history.';
     END IF;
-    nsp := dalp_fdw.server_schema(server);
+    nsp := dalp_fdw.server_schema_impl(server, caller);
 
-    INSERT INTO dalp_fdw.sync_state (server, token_address) VALUES (srv, tok)
+    INSERT INTO dalp_fdw_ledger.sync_state (server, token_address) VALUES (srv, tok)
         ON CONFLICT DO NOTHING;
     SELECT s.checkpoint_time - reread_window INTO from_ts
-      FROM dalp_fdw.sync_state s
+      FROM dalp_fdw_ledger.sync_state s
      WHERE s.server = srv AND s.token_address = tok
        FOR UPDATE;
     -- Taken under the lock, so every row this run writes is stamped later
@@ -390,14 +669,14 @@ BEGIN
               FROM %1$I.events e
              WHERE e.token_address = $1 %2$s),
         gone AS (
-            UPDATE dalp_fdw.event_log l SET retracted_at = $4
+            UPDATE dalp_fdw_ledger.event_log l SET retracted_at = $4
              WHERE l.server = $3 AND l.token_address = $1 AND l.retracted_at IS NULL %3$s
                AND NOT EXISTS (SELECT 1 FROM api a
                                 WHERE a.id = l.id AND a.transaction_hash = l.transaction_hash
                                   AND a.block_number = l.block_number AND a.tx_index = l.tx_index)
             RETURNING 1),
         added AS (
-            INSERT INTO dalp_fdw.event_log
+            INSERT INTO dalp_fdw_ledger.event_log
                    (server, token_address, id, event_name, block_number, block_timestamp,
                     transaction_hash, tx_index, emitter, sender, from_address, to_address,
                     account, amount, "values", ingested_at)
@@ -405,7 +684,7 @@ BEGIN
                    a.transaction_hash, a.tx_index, a.emitter, a.sender, a.from_address,
                    a.to_address, a.account, a.amount, a."values", $4
               FROM api a
-             WHERE NOT EXISTS (SELECT 1 FROM dalp_fdw.event_log l
+             WHERE NOT EXISTS (SELECT 1 FROM dalp_fdw_ledger.event_log l
                                 WHERE l.server = $3 AND l.token_address = $1
                                   AND l.retracted_at IS NULL AND l.id = a.id
                                   AND l.transaction_hash = a.transaction_hash
@@ -421,22 +700,20 @@ BEGIN
     -- After a backfill the planner's statistics still describe a mirror
     -- without this token, and the replay that follows in take_snapshot would
     -- be planned for a handful of rows: nested loops and an on-disk sort,
-    -- three to seven times slower at a million events. Only the owner may
-    -- ANALYZE; other roles keep the old statistics.
-    IF inserted >= 10000 AND pg_has_role((SELECT c.relowner FROM pg_class c
-                                           WHERE c.oid = 'dalp_fdw.event_log'::regclass), 'USAGE') THEN
-        ANALYZE dalp_fdw.event_log;
+    -- three to seven times slower at a million events.
+    IF inserted >= 10000 THEN
+        ANALYZE dalp_fdw_ledger.event_log;
     END IF;
 
     -- The checkpoint is the newest event the mirror holds now: after a reorg
     -- that left fewer events it moves back, so the next reread starts early
     -- enough.
     SELECT l.block_timestamp, l.id, l.transaction_hash, l.block_number, l.tx_index INTO ck
-      FROM dalp_fdw.event_log l
+      FROM dalp_fdw_ledger.event_log l
      WHERE l.server = srv AND l.token_address = tok AND l.retracted_at IS NULL
      ORDER BY l.block_timestamp DESC, l.block_number DESC, l.tx_index DESC, l.id DESC
      LIMIT 1;
-    UPDATE dalp_fdw.sync_state s
+    UPDATE dalp_fdw_ledger.sync_state s
        SET checkpoint_time = ck.block_timestamp, last_event_id = ck.id,
            last_tx_hash = ck.transaction_hash, last_block = ck.block_number,
            last_tx_index = ck.tx_index, window_start = from_ts, synced_at = stamp
@@ -445,6 +722,11 @@ BEGIN
     RETURN NEXT;
 END
 $$;
+
+CREATE FUNCTION sync_events(server name, token_address text, reread_window interval DEFAULT '1 hour')
+RETURNS TABLE (inserted bigint, retracted bigint, checkpoint_time timestamptz)
+AS 'MODULE_PATHNAME', 'dalp_fdw_ledger_call'
+LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sync_events(name, text, interval) IS
     'dalp_fdw: incremental, idempotent update of the event mirror of one token; retracts events that vanished in the reread window';
 
@@ -452,11 +734,12 @@ COMMENT ON FUNCTION sync_events(name, text, interval) IS
 -- date first: a snapshot then reads from the API only what is new since the
 -- last sync, and its inputs stay in event_log. The same replay carried to now
 -- must equal /holders; that check is what makes the mirror trustworthy (see
--- README, "Snapshots and the event mirror").
-CREATE FUNCTION take_snapshot(server name, token_address text, record_time timestamptz,
-                              into_table regclass DEFAULT NULL, allow_unhealthy boolean DEFAULT false)
+-- README, "Snapshots and the event mirror"). take_snapshot without
+-- into_table.
+CREATE FUNCTION compute_snapshot_impl(server name, token_address text, record_time timestamptz,
+                                      allow_unhealthy boolean, caller regrole)
 RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -467,7 +750,6 @@ DECLARE
     nsp name;
     health record;
     token_decimals int;
-    missing text[];
     rounds int := 0;
     reread_all boolean := false;
     stable boolean;
@@ -488,22 +770,10 @@ BEGIN
                     DETAIL = 'Balances at a time still to come cannot be known.',
                     HINT = 'Take the snapshot once the record time has passed.';
     END IF;
-    IF into_table IS NOT NULL THEN
-        SELECT array_agg(c.name) INTO missing
-          FROM unnest(ARRAY['account', 'balance', 'balance_exact']) AS c(name)
-         WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
-                            WHERE a.attrelid = into_table AND a.attname = c.name
-                              AND a.attnum > 0 AND NOT a.attisdropped);
-        IF missing IS NOT NULL THEN
-            RAISE EXCEPTION 'table % has no column %', into_table, array_to_string(missing, ', ')
-                  USING ERRCODE = 'undefined_column',
-                        DETAIL = 'into_table receives the columns account, balance and balance_exact.';
-        END IF;
-    END IF;
-    nsp := dalp_fdw.server_schema(server);
+    nsp := dalp_fdw.server_schema_impl(server, caller);
 
     -- Before any event is read or any bookkeeping row written.
-    health := dalp_fdw.indexer_health(server);
+    health := dalp_fdw.indexer_health_impl(server, 100::bigint, caller);
     IF NOT health.ready AND allow_unhealthy IS NOT TRUE THEN
         RAISE EXCEPTION 'indexer of server "%" is not ready: %', server, health.reason
               USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -520,7 +790,9 @@ BEGIN
     END IF;
 
     -- Per account: balance and frozen amount at the record time, and now
-    -- (for the reconciliation).
+    -- (for the reconciliation). The temporary schema is the caller's: a
+    -- table of that name that we did not make (earlier in this transaction)
+    -- could carry the caller's triggers, so it is refused.
     IF to_regclass('pg_temp.dalp_fdw_replay') IS NULL THEN
         CREATE TEMP TABLE dalp_fdw_replay (
             account      text PRIMARY KEY,
@@ -529,9 +801,14 @@ BEGIN
             balance_now  numeric NOT NULL,
             frozen_now   numeric NOT NULL
         ) ON COMMIT DROP;
+    ELSIF (SELECT c.relowner FROM pg_class c WHERE c.oid = 'pg_temp.dalp_fdw_replay'::regclass)
+          <> (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'temporary table dalp_fdw_replay exists and was not made by dalp_fdw'
+              USING ERRCODE = 'duplicate_table',
+                    HINT = 'Drop it (DROP TABLE pg_temp.dalp_fdw_replay) and take the snapshot again.';
     END IF;
 
-    PERFORM dalp_fdw.sync_events(server, tok);
+    PERFORM dalp_fdw.sync_events_impl(server, tok, '1 hour'::interval, caller);
     -- Replay, compare with /holders, sync again: if that sync found nothing,
     -- /holders was read while the mirror held every event, and the verdict
     -- stands. Events arriving meanwhile send us round again; after three
@@ -551,7 +828,7 @@ BEGIN
                coalesce(sum(l.amount * fx.frozen_sign) FILTER (WHERE l.block_timestamp <= record_time), 0),
                sum(l.amount * fx.balance_sign),
                sum(l.amount * fx.frozen_sign)
-          FROM dalp_fdw.event_log l
+          FROM dalp_fdw_ledger.event_log l
           JOIN (VALUES ('MintCompleted', 'to', 1, 0),
                        ('BurnCompleted', 'from', -1, 0),
                        ('TransferCompleted', 'from', -1, 0),
@@ -584,11 +861,11 @@ BEGIN
         INTO n_mismatches, sample
         USING tok, ('1e' || token_decimals)::numeric;
 
-        SELECT * INTO synced FROM dalp_fdw.sync_events(server, tok);
+        SELECT * INTO synced FROM dalp_fdw.sync_events_impl(server, tok, '1 hour'::interval, caller);
         stable := synced.inserted = 0 AND synced.retracted = 0;
         IF stable AND n_mismatches > 0 AND NOT reread_all THEN
             reread_all := true;
-            SELECT * INTO synced FROM dalp_fdw.sync_events(server, tok, NULL);
+            SELECT * INTO synced FROM dalp_fdw.sync_events_impl(server, tok, NULL::interval, caller);
             stable := synced.inserted = 0 AND synced.retracted = 0;
         END IF;
         EXIT WHEN stable;
@@ -597,35 +874,29 @@ BEGIN
     SELECT count(*) FILTER (WHERE r.balance_at <> 0) AS holders, coalesce(sum(r.balance_at), 0) AS supply
       INTO totals FROM pg_temp.dalp_fdw_replay r;
     SELECT count(*) INTO n_events
-      FROM dalp_fdw.event_log l
+      FROM dalp_fdw_ledger.event_log l
      WHERE l.server = srv AND l.token_address = tok AND l.retracted_at IS NULL
        AND l.block_timestamp <= record_time;
     SELECT l.block_timestamp, l.id, l.transaction_hash, l.block_number, l.tx_index INTO ck
-      FROM dalp_fdw.event_log l
+      FROM dalp_fdw_ledger.event_log l
      WHERE l.server = srv AND l.token_address = tok AND l.retracted_at IS NULL
        AND l.block_timestamp <= record_time
      ORDER BY l.block_timestamp DESC, l.block_number DESC, l.tx_index DESC, l.id DESC
      LIMIT 1;
 
-    INSERT INTO dalp_fdw.snapshots
+    INSERT INTO dalp_fdw_ledger.snapshots
            (server, token_address, record_time, record_block, last_event_id, last_event_time,
             last_tx_hash, last_block, last_tx_index, events_replayed, holders, supply_exact,
             supply, decimals, reconciled, mismatches, indexer_status, computed_at, computed_by)
     VALUES (srv, tok, record_time, ck.block_number, ck.id, ck.block_timestamp,
             ck.transaction_hash, ck.block_number, ck.tx_index, n_events, totals.holders, totals.supply,
             trim_scale(totals.supply * ('1e-' || token_decimals)::numeric), token_decimals,
-            stable AND n_mismatches = 0, n_mismatches, health.status, clock_timestamp(), current_user)
+            stable AND n_mismatches = 0, n_mismatches, health.status, clock_timestamp(), pg_get_userbyid(caller))
     RETURNING id INTO sid;
-    INSERT INTO dalp_fdw.snapshot_balances (snapshot_id, account, balance_exact, balance, frozen_exact)
+    INSERT INTO dalp_fdw_ledger.snapshot_balances (snapshot_id, account, balance_exact, balance, frozen_exact)
     SELECT sid, r.account, r.balance_at, trim_scale(r.balance_at * ('1e-' || token_decimals)::numeric), r.frozen_at
       FROM pg_temp.dalp_fdw_replay r
      WHERE r.balance_at <> 0 OR r.frozen_at <> 0;
-    IF into_table IS NOT NULL THEN
-        EXECUTE format('INSERT INTO %s (account, balance, balance_exact)
-                        SELECT b.account, b.balance, b.balance_exact FROM dalp_fdw.snapshot_balances b
-                         WHERE b.snapshot_id = $1 AND b.balance_exact <> 0', into_table)
-        USING sid;
-    END IF;
 
     IF n_mismatches > 0 OR NOT stable THEN
         RAISE WARNING 'snapshot % of token % does not reconcile with the current holders', sid, tok
@@ -638,6 +909,49 @@ BEGIN
     RETURN sid;
 END
 $$;
+
+CREATE FUNCTION compute_snapshot(server name, token_address text, record_time timestamptz,
+                                 allow_unhealthy boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'dalp_fdw_ledger_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION compute_snapshot(name, text, timestamptz, boolean) IS
+    'dalp_fdw: take_snapshot without into_table';
+
+-- into_table is filled here, with the caller's rights: its triggers, say,
+-- must never run as the extension's owner.
+CREATE FUNCTION take_snapshot(server name, token_address text, record_time timestamptz,
+                              into_table regclass DEFAULT NULL, allow_unhealthy boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    missing text[];
+    sid bigint;
+BEGIN
+    IF into_table IS NOT NULL THEN
+        SELECT array_agg(c.name) INTO missing
+          FROM unnest(ARRAY['account', 'balance', 'balance_exact']) AS c(name)
+         WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                            WHERE a.attrelid = into_table AND a.attname = c.name
+                              AND a.attnum > 0 AND NOT a.attisdropped);
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'table % has no column %', into_table, array_to_string(missing, ', ')
+                  USING ERRCODE = 'undefined_column',
+                        DETAIL = 'into_table receives the columns account, balance and balance_exact.';
+        END IF;
+    END IF;
+    sid := dalp_fdw.compute_snapshot(server, token_address, record_time, allow_unhealthy);
+    IF into_table IS NOT NULL THEN
+        EXECUTE format('INSERT INTO %s (account, balance, balance_exact)
+                        SELECT b.account, b.balance, b.balance_exact FROM dalp_fdw.snapshot_balances b
+                         WHERE b.snapshot_id = $1 AND b.balance_exact <> 0', into_table)
+        USING sid;
+    END IF;
+    RETURN sid;
+END
+$$;
 COMMENT ON FUNCTION take_snapshot(name, text, timestamptz, regclass, boolean) IS
     'dalp_fdw: balances of every holder at a record time, replayed from the event mirror and reconciled with current holders';
 
@@ -645,7 +959,7 @@ COMMENT ON FUNCTION take_snapshot(name, text, timestamptz, regclass, boolean) IS
 -- computed: the rows ingested by then and not yet retracted. Replaying these
 -- reproduces the snapshot even after later reorgs changed the mirror.
 CREATE FUNCTION snapshot_events(snapshot_id bigint)
-RETURNS SETOF event_log
+RETURNS SETOF dalp_fdw.event_log
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -660,3 +974,76 @@ AS $$
 $$;
 COMMENT ON FUNCTION snapshot_events(bigint) IS
     'dalp_fdw: the mirrored events a snapshot replayed (for audit: replaying them reproduces its balances)';
+
+-- ---------------------------------------------------------------------------
+-- Auditors: read one server's rows without using the server
+-- ---------------------------------------------------------------------------
+
+-- The server's owner (or a superuser) decides who audits its rows.
+CREATE FUNCTION audit_server(server name, caller regrole)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dalp_fdw.ledger_server(server, caller);
+    IF NOT pg_has_role(caller::oid, (SELECT s.srvowner FROM pg_foreign_server s WHERE s.srvname = audit_server.server), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of foreign server %', server
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = 'Only the server''s owner or a superuser decides who audits its snapshots and mirror.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION grant_audit_impl(server name, auditor regrole, caller regrole)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dalp_fdw.audit_server(server, caller);
+    IF auditor IS NULL THEN
+        RAISE EXCEPTION 'auditor must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    INSERT INTO dalp_fdw_ledger.auditors (server, auditor, granted_by, granted_at)
+    VALUES (server, pg_get_userbyid(auditor), pg_get_userbyid(caller), clock_timestamp())
+        ON CONFLICT DO NOTHING;
+END
+$$;
+
+CREATE FUNCTION grant_audit(server name, auditor regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'dalp_fdw_ledger_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION grant_audit(name, regrole) IS
+    'dalp_fdw: lets a role read the server''s rows of event_log, sync_state, snapshots and snapshot_balances (for its owner or a superuser)';
+
+CREATE FUNCTION revoke_audit_impl(server name, auditor regrole, caller regrole)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dalp_fdw.audit_server(server, caller);
+    DELETE FROM dalp_fdw_ledger.auditors a
+     WHERE a.server = revoke_audit_impl.server AND a.auditor = pg_get_userbyid(revoke_audit_impl.auditor);
+END
+$$;
+
+CREATE FUNCTION revoke_audit(server name, auditor regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'dalp_fdw_ledger_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION revoke_audit(name, regrole) IS
+    'dalp_fdw: undoes grant_audit';
+
+-- Only the entry points above are for everyone: the rest run as the
+-- extension's owner, or serve those that do.
+REVOKE ALL ON FUNCTION trusted_role(oid), ledger_server(name, regrole), server_schema_check(name, oid),
+                       server_schema_impl(name, regrole), indexer_health_impl(name, bigint, regrole),
+                       sync_events_impl(name, text, interval, regrole),
+                       compute_snapshot_impl(name, text, timestamptz, boolean, regrole),
+                       audit_server(name, regrole), grant_audit_impl(name, regrole, regrole),
+                       revoke_audit_impl(name, regrole, regrole), dalp_fdw_ledger.refuse_write()
+    FROM PUBLIC;
+GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;

@@ -6,7 +6,7 @@
 -- a cap table refreshed concurrently.
 \i test/regress_setup.sql
 \set SHOW_CONTEXT never
-TRUNCATE dalp_fdw.snapshot_balances, dalp_fdw.snapshots, dalp_fdw.event_log, dalp_fdw.sync_state RESTART IDENTITY;
+TRUNCATE dalp_fdw_ledger.snapshot_balances, dalp_fdw_ledger.snapshots, dalp_fdw_ledger.event_log, dalp_fdw_ledger.sync_state RESTART IDENTITY;
 SELECT address AS tok FROM dalp.tokens WHERE symbol = 'NWEA' \gset
 
 -- Events only in the mirror (not retracted) and only in the API, over

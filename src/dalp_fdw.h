@@ -155,6 +155,19 @@ typedef struct DalpConnConfig
 
 extern bool dalp_pushdown_enabled;
 
+/*
+ * While a ledger function's implementation runs as the extension's owner
+ * (ledger.c), the scans it runs as "owner" read the API with the user
+ * mapping of "caller", the role that called the function.
+ */
+typedef struct DalpMappingOverride
+{
+	Oid			owner;
+	Oid			caller;			/* InvalidOid: no override */
+} DalpMappingOverride;
+
+extern DalpMappingOverride dalp_mapping_override;
+
 extern void _PG_init(void);
 
 extern void dalp_get_server_config(Oid serverid, DalpConnConfig *conf);

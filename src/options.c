@@ -468,12 +468,18 @@ find_user_mapping(Oid userid, Oid serverid)
 	return umid;
 }
 
+/* See dalp_fdw.h; set by ledger.c only. */
+DalpMappingOverride dalp_mapping_override = {InvalidOid, InvalidOid};
+
 void
 dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf)
 {
 	UserMapping *um;
 	ListCell   *lc;
 
+	if (OidIsValid(dalp_mapping_override.caller) &&
+		userid == dalp_mapping_override.owner)
+		userid = dalp_mapping_override.caller;
 	dalp_get_server_config(serverid, conf);
 
 	conf->umid = find_user_mapping(userid, serverid);
