@@ -125,7 +125,7 @@ SELECT count(*) FROM ((TABLE r EXCEPT TABLE b) UNION ALL (TABLE b EXCEPT TABLE r
 SQL
 )
 [[ $diffs == 0 ]] || dalp_die "the snapshots differ from an independent replay in $diffs balances"
-mirror=$(dalp_psql -tAc "SELECT pg_size_pretty(pg_total_relation_size('dalp_fdw.event_log'))")
+mirror=$(dalp_psql -tAc "SELECT pg_size_pretty(pg_total_relation_size('dalp_fdw_ledger.event_log'))")
 
 mkdir -p "$(dirname "$RESULTS")"
 {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # pg_cron runs the scheduled use README.md shows: sync_events for a token and
 # REFRESH MATERIALIZED VIEW CONCURRENTLY of a cap table over the foreign
-# tables, as two jobs in a database of this test. It waits for a successful
-# run of each, checks the mirror and the view, appends events to the
+# tables, as two jobs in a database of this test, and sync_events of another
+# token as a role that has nothing but USAGE on the server and a user
+# mapping (README's grants). It waits for a successful run of each, checks
+# the mirror and the view, appends events to the
 # simulator, waits for the next runs and checks again. pg_cron lives in the
 # database cron.database_name names (the cluster's "postgres"); jobs reach
 # other databases through cron.schedule_in_database. Its own simulator.
@@ -18,12 +20,13 @@ url=$DALP_SIM_LAST_URL
 crondb=$(dalp_psql -tA -d postgres -c "SHOW cron.database_name" 2>/dev/null) ||
   dalp_die "pg_cron is not loaded: the cluster needs shared_preload_libraries = 'pg_cron' (test/lib.sh sets it)"
 db=dalp_cron_$$
-jobs="'dalp_t_cron_sync_$$', 'dalp_t_cron_refresh_$$'"
+ops=dalp_cron_ops_$$
+jobs="'dalp_t_cron_sync_$$', 'dalp_t_cron_refresh_$$', 'dalp_t_cron_ops_$$'"
 created_cron=
 cleanup() {
   dalp_psql -q -d "$crondb" -c "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN ($jobs)" >/dev/null 2>&1 || true
   if [[ -n $created_cron ]]; then dalp_psql -q -d "$crondb" -c "DROP EXTENSION pg_cron" >/dev/null 2>&1 || true; fi
-  dalp_psql -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  dalp_psql -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP ROLE IF EXISTS $ops" >/dev/null 2>&1 || true
   dalp_stop_all
 }
 trap cleanup EXIT
@@ -32,28 +35,33 @@ if [[ -z $(dalp_psql -tA -d "$crondb" -c "SELECT 1 FROM pg_extension WHERE extna
   dalp_psql -q -d "$crondb" -c "CREATE EXTENSION pg_cron"
   created_cron=1
 fi
-dalp_psql -q -d postgres -c "CREATE DATABASE $db"
+dalp_psql -q -d postgres -c "CREATE DATABASE $db" -c "CREATE ROLE $ops LOGIN"
 dalp_psql -q -d "$db" <<SQL
 CREATE EXTENSION dalp_fdw;
 CREATE SERVER cronsim FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$url');
 CREATE USER MAPPING FOR CURRENT_USER SERVER cronsim OPTIONS (api_key '$DALP_API_KEY');
+GRANT USAGE ON FOREIGN SERVER cronsim TO $ops;
+CREATE USER MAPPING FOR $ops SERVER cronsim OPTIONS (api_key '$DALP_API_KEY');
 CREATE SCHEMA dalp;
 IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens, holders, events) FROM SERVER cronsim INTO dalp;
 SQL
 token=$(dalp_psql -tA -d "$db" -c "SELECT address FROM dalp.tokens WHERE symbol = 'RDEP'")
-[[ -n $token ]] || dalp_die "the simulator has no RDEP token"
+token2=$(dalp_psql -tA -d "$db" -c "SELECT address FROM dalp.tokens WHERE symbol = 'NWEA'")
+[[ -n $token && -n $token2 ]] || dalp_die "the simulator has no RDEP or NWEA token"
 dalp_psql -q -d "$db" <<SQL
 CREATE MATERIALIZED VIEW cap_table AS
   SELECT account, balance, balance_exact FROM dalp.holders WHERE token_address = '$token';
 CREATE UNIQUE INDEX ON cap_table (account);
 SQL
 
-# pg_cron 1.5 and later take '1 seconds'; 1.4 only cron syntax, by the minute.
+# schedule NAME COMMAND [ROLE]: a job running COMMAND in $db as ROLE
+# (default: the one scheduling it). pg_cron 1.5 and later take '1 seconds';
+# 1.4 only cron syntax, by the minute.
 schedule() {
-  local name=$1 command=$2 every
+  local name=$1 command=$2 role=${3:-$PGUSER} every
   for every in '1 seconds' '* * * * *'; do
     if dalp_psql -qtA -d "$crondb" -v ON_ERROR_STOP=1 \
-      -c "SELECT cron.schedule_in_database('$name', '$every', \$cmd\$$command\$cmd\$, '$db')" >/dev/null 2>&1; then
+      -c "SELECT cron.schedule_in_database('$name', '$every', \$cmd\$$command\$cmd\$, '$db', '$role')" >/dev/null 2>&1; then
       dalp_log "job $name every '$every'"
       return 0
     fi
@@ -103,9 +111,15 @@ SQL
 since=$(dalp_psql -tA -d "$crondb" -c "SELECT now()")
 schedule "dalp_t_cron_sync_$$" "SELECT * FROM dalp_fdw.sync_events('cronsim', '$token')"
 schedule "dalp_t_cron_refresh_$$" "REFRESH MATERIALIZED VIEW CONCURRENTLY cap_table"
+schedule "dalp_t_cron_ops_$$" "SELECT * FROM dalp_fdw.sync_events('cronsim', '$token2')" "$ops"
 wait_run "dalp_t_cron_sync_$$" "$since"
 wait_run "dalp_t_cron_refresh_$$" "$since"
+wait_run "dalp_t_cron_ops_$$" "$since"
 check "after the first runs"
+ops_rows=$(dalp_psql -tA -d "$db" -c "
+  SELECT (SELECT count(*) FROM dalp_fdw.event_log WHERE token_address = '$token2')
+         = (SELECT count(*) FROM dalp.events WHERE token_address = '$token2')")
+[[ $ops_rows == t ]] || dalp_die "the job of $ops did not mirror every event of $token2"
 events=$(dalp_psql -tA -d "$db" -c "SELECT count(*) FROM dalp_fdw.event_log WHERE token_address = '$token'")
 ((events > 0)) || dalp_die "the sync job mirrored no event"
 
@@ -120,4 +134,4 @@ after=$(dalp_psql -tA -d "$db" -c "SELECT md5(string_agg(account || balance_exac
 added=$(($(dalp_psql -tA -d "$db" -c "SELECT count(*) FROM dalp_fdw.event_log WHERE token_address = '$token'") - events))
 ((added == 40)) || dalp_die "the sync job mirrored $added of 40 appended events"
 
-echo "ok: pg_cron ran sync_events ($events events, then the 40 appended) and a concurrent refresh of a cap table, in database $db"
+echo "ok: pg_cron ran sync_events ($events events, then the 40 appended), the same as a role with only USAGE and a mapping, and a concurrent refresh of a cap table, in database $db"

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Snapshots as other roles and across pg_dump, which one superuser session
-# in a pg_regress suite cannot show:
-#  - nothing on the bookkeeping tables is granted to PUBLIC;
-#  - the functions run with the caller's rights: a role without grants is
-#    refused with a clear error at each missing grant, and works with the
-#    grants README.md lists; its snapshot is computed_by that role;
-#  - they use the caller's user mapping: a role whose mapping holds a wrong
-#    key gets the API's 401, not another role's data;
-#  - pg_dump keeps the rows: a dump restored into a new database has the
-#    same snapshots, balances, mirror and checkpoints, and its next snapshot
-#    continues the id sequence.
+# Snapshots as login roles, CREATE EXTENSION into a schema made beforehand,
+# and pg_dump, which one superuser session in a pg_regress suite cannot show
+# (sql/ledger_security.sql has the attacks as SET ROLE):
+#  - CREATE EXTENSION refuses a schema dalp_fdw that another role owns, that
+#    others may create objects in, or that holds another role's objects (an
+#    overload of sync_events, say); it installs into an empty one of the
+#    installing role's own;
+#  - PUBLIC gets USAGE on schema dalp_fdw, SELECT on its views and EXECUTE
+#    on its entry points, nothing on schema dalp_fdw_ledger;
+#  - the README's grants suffice: a role with USAGE on the server and a
+#    user mapping takes a snapshot, computed_by that role; without USAGE it
+#    is refused (42501) before anything is read; with a wrong key in its
+#    mapping it gets the API's 401 (28000), not another role's data;
+#  - it sees its servers' rows and no other's; an auditor sees one server's;
+#  - pg_dump keeps the rows and the auditors: a dump restores without an
+#    error into a new database, with the same snapshots, balances, mirror,
+#    checkpoints and auditors, and its next snapshot continues the id
+#    sequence.
 # Reads the main simulator without changing it.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -18,24 +25,59 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 db=dalp_t_snapshot_$$
 db2=${db}_restored
+dbx=${db}_schema
 ops=dalp_t_ops_$$
 bad=dalp_t_badkey_$$
+aud=dalp_t_auditor_$$
+mal=dalp_t_mallory_$$
 dump=$(mktemp)
 cleanup() {
   rm -f "$dump"
   dalp_psql -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
-    -c "DROP DATABASE IF EXISTS $db2 WITH (FORCE)" \
-    -c "DROP ROLE IF EXISTS $ops" -c "DROP ROLE IF EXISTS $bad" >/dev/null 2>&1 || true
+    -c "DROP DATABASE IF EXISTS $db2 WITH (FORCE)" -c "DROP DATABASE IF EXISTS $dbx WITH (FORCE)" \
+    -c "DROP ROLE IF EXISTS $ops" -c "DROP ROLE IF EXISTS $bad" -c "DROP ROLE IF EXISTS $aud" \
+    -c "DROP ROLE IF EXISTS $mal" >/dev/null 2>&1 || true
   dalp_stop_all
 }
 trap cleanup EXIT
 
-dalp_psql -q -d postgres -c "CREATE DATABASE $db" -c "CREATE ROLE $ops LOGIN" -c "CREATE ROLE $bad LOGIN"
+dalp_psql -q -d postgres -c "CREATE DATABASE $db" -c "CREATE DATABASE $dbx" \
+  -c "CREATE ROLE $ops LOGIN" -c "CREATE ROLE $bad LOGIN" -c "CREATE ROLE $aud LOGIN" -c "CREATE ROLE $mal LOGIN"
+
+# as ROLE DB SQL: the SQLSTATE and message SQL fails with, or its output.
+as() {
+  PGUSER=$1 dalp_psql -d "$2" -qtA -v VERBOSITY=verbose -c "$3" 2>&1 | sed -n '1{s/^ERROR:  //;p}' || true
+}
+expect() { # ROLE DB SQL EXPECTED-PREFIX WHAT
+  local got
+  got=$(as "$1" "$2" "$3")
+  [[ $got == "$4"* ]] || dalp_die "$5: expected '$4...', got: $got"
+  dalp_log "$5: $got"
+}
+
+# CREATE EXTENSION and a schema dalp_fdw made beforehand.
+install() { as postgres "$dbx" "CREATE EXTENSION dalp_fdw"; }
+dalp_psql -q -d "$dbx" -c "CREATE SCHEMA dalp_fdw AUTHORIZATION $mal"
+expect postgres "$dbx" "CREATE EXTENSION dalp_fdw" "42501: schema dalp_fdw already exists and is owned by role $mal" \
+  "a schema of another role"
+dalp_psql -q -d "$dbx" -c "ALTER SCHEMA dalp_fdw OWNER TO postgres" -c "GRANT CREATE ON SCHEMA dalp_fdw TO $mal"
+expect postgres "$dbx" "CREATE EXTENSION dalp_fdw" "42501: schema dalp_fdw already exists and lets $mal create objects in it" \
+  "a schema another role may create objects in"
+PGUSER=$mal dalp_psql -q -d "$dbx" -c "CREATE FUNCTION dalp_fdw.sync_events(server name, token_address text, reread_window text)
+  RETURNS TABLE (inserted bigint, retracted bigint, checkpoint_time timestamptz) LANGUAGE sql AS 'SELECT 0::bigint, 0::bigint, now()'"
+dalp_psql -q -d "$dbx" -c "REVOKE CREATE ON SCHEMA dalp_fdw FROM $mal"
+expect postgres "$dbx" "CREATE EXTENSION dalp_fdw" "42501: schema dalp_fdw already exists and holds objects of $mal" \
+  "a schema holding another role's overload"
+dalp_psql -q -d "$dbx" -c "SET client_min_messages = warning" -c "DROP SCHEMA dalp_fdw CASCADE" -c "CREATE SCHEMA dalp_fdw"
+[[ $(install) == "" ]] || dalp_die "CREATE EXTENSION into an empty schema of the installing role failed: $(install)"
+
 export PGDATABASE=$db
 dalp_psql -q <<SQL
 CREATE EXTENSION dalp_fdw;
 CREATE SERVER snap FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$DALP_SIM_URL');
+CREATE SERVER other FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$DALP_SIM_URL');
 CREATE USER MAPPING FOR CURRENT_USER SERVER snap OPTIONS (api_key '$DALP_API_KEY');
+CREATE USER MAPPING FOR CURRENT_USER SERVER other OPTIONS (api_key '$DALP_API_KEY');
 CREATE USER MAPPING FOR $ops SERVER snap OPTIONS (api_key '$DALP_API_KEY');
 CREATE USER MAPPING FOR $bad SERVER snap OPTIONS (api_key 'sm_dalp_wrong_key');
 CREATE SCHEMA api;
@@ -44,75 +86,64 @@ SQL
 token=$(dalp_psql -tAc "SELECT address FROM api.tokens WHERE symbol = 'RDEP'")
 [[ -n $token ]] || dalp_die "the simulator has no RDEP token"
 
-public=$(dalp_psql -tAc "SELECT count(*) FROM information_schema.role_table_grants
-                          WHERE table_schema = 'dalp_fdw' AND grantee = 'PUBLIC'")
-[[ $public == 0 ]] || dalp_die "$public privileges on dalp_fdw tables are granted to PUBLIC"
+# What PUBLIC may do.
+public=$(dalp_psql -tA <<'SQL'
+SELECT (SELECT string_agg(table_name || ':' || privilege_type, ',' ORDER BY table_name, privilege_type)
+          FROM information_schema.role_table_grants
+         WHERE table_schema IN ('dalp_fdw', 'dalp_fdw_ledger') AND grantee = 'PUBLIC')
+    || ' ' || has_schema_privilege('public', 'dalp_fdw', 'USAGE')
+    || ' ' || has_schema_privilege('public', 'dalp_fdw_ledger', 'USAGE')
+    || ' ' || (SELECT count(*) FROM pg_proc p
+                WHERE p.pronamespace = 'dalp_fdw'::regnamespace AND p.proname LIKE '%_impl'
+                  AND has_function_privilege('public', p.oid, 'EXECUTE')) || ' implementations';
+SQL
+)
+[[ $public == "auditors:SELECT,event_log:SELECT,snapshot_balances:SELECT,snapshots:SELECT,sync_state:SELECT true false 0 implementations" ]] ||
+  dalp_die "PUBLIC's privileges (views, schema dalp_fdw, schema dalp_fdw_ledger, implementations): $public"
 
 snapshot="SELECT dalp_fdw.take_snapshot('snap', '$token', '2026-06-01 00:00:00+00')"
-# as ROLE SQL: the SQLSTATE and message SQL fails with, or its output.
-as() {
-  PGUSER=$1 dalp_psql -qtA -v VERBOSITY=verbose -c "$2" 2>&1 | sed -n '1{s/^ERROR:  //;p}' || true
-}
-expect() {
-  local got
-  got=$(as "$1" "$snapshot")
-  [[ $got == "$2"* ]] || dalp_die "$3: expected '$2...', got: $got"
-  dalp_log "$3: $got"
-}
-
-expect "$ops" "42501: permission denied for schema dalp_fdw" "no grant at all"
-dalp_psql -q -c "GRANT USAGE ON SCHEMA dalp_fdw TO $ops"
-expect "$ops" "42501: cannot create schema dalp_fdw_srv_" "no CREATE on the database for the private schema"
-hint=$(PGUSER=$ops dalp_psql -qtA -c "$snapshot" 2>&1 | grep '^HINT' || true)
-[[ $hint == *"dalp_fdw.server_schema('snap')"* ]] || dalp_die "the error does not say how to create the schema: $hint"
-
+expect "$ops" "$db" "$snapshot" "42501: permission denied for foreign server snap" "no USAGE on the server"
 # What README.md tells an administrator to run for such a role.
-nsp=$(dalp_psql -tAc "SELECT dalp_fdw.server_schema('snap')")
-dalp_psql -q -c "GRANT USAGE ON SCHEMA $nsp TO $ops" -c "GRANT SELECT ON ALL TABLES IN SCHEMA $nsp TO $ops"
-expect "$ops" "42501: permission denied for table" "private schema granted, bookkeeping tables not"
-dalp_psql -q <<SQL
-GRANT SELECT, INSERT, UPDATE ON dalp_fdw.sync_state TO $ops;
-GRANT SELECT, INSERT, UPDATE (retracted_at) ON dalp_fdw.event_log TO $ops;
-GRANT SELECT, INSERT ON dalp_fdw.snapshots, dalp_fdw.snapshot_balances TO $ops;
-GRANT USAGE ON SEQUENCE dalp_fdw.event_log_log_id_seq, dalp_fdw.snapshots_id_seq TO $ops;
-SQL
-sid=$(as "$ops" "$snapshot")
+dalp_psql -q -c "GRANT USAGE ON FOREIGN SERVER snap TO $ops, $bad"
+sid=$(as "$ops" "$db" "$snapshot")
 [[ $sid =~ ^[0-9]+$ ]] || dalp_die "with the README's grants the snapshot failed: $sid"
 row=$(dalp_psql -tAc "SELECT computed_by, reconciled FROM dalp_fdw.snapshots WHERE id = $sid")
 [[ $row == "$ops|t" ]] || dalp_die "snapshot $sid: computed_by and reconciled are $row"
-synced=$(as "$ops" "SELECT inserted FROM dalp_fdw.sync_events('snap', '$token')")
+synced=$(as "$ops" "$db" "SELECT inserted FROM dalp_fdw.sync_events('snap', '$token')")
 [[ $synced == 0 ]] || dalp_die "sync_events as $ops right after the snapshot inserted $synced"
+expect "$bad" "$db" "$snapshot" "28000:" "a user mapping with a wrong key"
 
-# Same grants, but a user mapping with a wrong key: the API refuses it.
-dalp_psql -q <<SQL
-GRANT USAGE ON SCHEMA dalp_fdw, $nsp TO $bad;
-GRANT SELECT ON ALL TABLES IN SCHEMA $nsp TO $bad;
-GRANT SELECT, INSERT, UPDATE ON dalp_fdw.sync_state TO $bad;
-GRANT SELECT, INSERT, UPDATE (retracted_at) ON dalp_fdw.event_log TO $bad;
-GRANT SELECT, INSERT ON dalp_fdw.snapshots, dalp_fdw.snapshot_balances TO $bad;
-GRANT USAGE ON SEQUENCE dalp_fdw.event_log_log_id_seq, dalp_fdw.snapshots_id_seq TO $bad;
-SQL
-expect "$bad" "28000:" "a user mapping with a wrong key"
+# Rows per server: the superuser's snapshot on "other" is hidden from ops,
+# and an auditor of snap sees snap's rows only.
+dalp_psql -q -c "SELECT dalp_fdw.take_snapshot('other', '$token', now())" >/dev/null
+seen="SELECT string_agg(DISTINCT server, ',' ORDER BY server) FROM dalp_fdw.snapshots"
+[[ $(as "$ops" "$db" "$seen") == snap ]] || dalp_die "$ops sees the snapshots of: $(as "$ops" "$db" "$seen")"
+[[ $(as "$aud" "$db" "$seen") == "" ]] || dalp_die "$aud sees snapshots before any grant: $(as "$aud" "$db" "$seen")"
+dalp_psql -q -c "SELECT dalp_fdw.grant_audit('snap', '$aud')" >/dev/null
+[[ $(as "$aud" "$db" "$seen") == snap ]] || dalp_die "the auditor of snap sees the snapshots of: $(as "$aud" "$db" "$seen")"
+expect "$aud" "$db" "$snapshot" "42501: permission denied for foreign server snap" "an auditor taking a snapshot"
 
-# pg_dump keeps the bookkeeping rows.
+# pg_dump keeps the bookkeeping rows and the auditors.
 dalp_psql -q -c "SELECT dalp_fdw.take_snapshot('snap', '$token', now())" >/dev/null
 fingerprint() {
   dalp_psql -d "$1" -tA <<'SQL'
-SELECT (SELECT md5(string_agg(s::text, ',' ORDER BY s.id)) FROM dalp_fdw.snapshots s) || ' '
-    || (SELECT md5(string_agg(b::text, ',' ORDER BY b.snapshot_id, b.account)) FROM dalp_fdw.snapshot_balances b) || ' '
-    || (SELECT md5(string_agg(l::text, ',' ORDER BY l.log_id)) FROM dalp_fdw.event_log l) || ' '
-    || (SELECT md5(string_agg(st::text, ',' ORDER BY st.server, st.token_address)) FROM dalp_fdw.sync_state st) || ' '
-    || (SELECT count(*) FROM dalp_fdw.snapshots) || ' snapshots, '
-    || (SELECT count(*) FROM dalp_fdw.event_log) || ' events';
+SELECT (SELECT md5(string_agg(s::text, ',' ORDER BY s.id)) FROM dalp_fdw_ledger.snapshots s) || ' '
+    || (SELECT md5(string_agg(b::text, ',' ORDER BY b.snapshot_id, b.account)) FROM dalp_fdw_ledger.snapshot_balances b) || ' '
+    || (SELECT md5(string_agg(l::text, ',' ORDER BY l.log_id)) FROM dalp_fdw_ledger.event_log l) || ' '
+    || (SELECT md5(string_agg(st::text, ',' ORDER BY st.server, st.token_address)) FROM dalp_fdw_ledger.sync_state st) || ' '
+    || (SELECT string_agg(a.server || ':' || a.auditor, ',') FROM dalp_fdw_ledger.auditors a) || ' '
+    || (SELECT count(*) FROM dalp_fdw_ledger.snapshots) || ' snapshots, '
+    || (SELECT count(*) FROM dalp_fdw_ledger.event_log) || ' events';
 SQL
 }
 before=$(fingerprint "$db")
 pg_dump -d "$db" -f "$dump"
 dalp_psql -q -d postgres -c "CREATE DATABASE $db2"
-dalp_psql -q -d "$db2" -f "$dump" >/dev/null
+dalp_psql -q -d "$db2" -f "$dump" >/dev/null || dalp_die "the dump did not restore without errors"
 after=$(fingerprint "$db2")
 [[ $before == "$after" ]] || dalp_die "the restored bookkeeping differs: before $before, after $after"
 next=$(dalp_psql -d "$db2" -tAc "SELECT dalp_fdw.take_snapshot('snap', '$token', now()) > (SELECT max(id) FROM dalp_fdw.snapshots)")
 [[ $next == t ]] || dalp_die "the restored snapshots_id_seq restarted below the restored snapshots"
+[[ $(as "$aud" "$db2" "$seen") == snap ]] || dalp_die "after the restore the auditor of snap sees: $(as "$aud" "$db2" "$seen")"
 
-echo "ok: no PUBLIC grants; each missing grant refused with 42501, the README's grants suffice; caller's mapping used (28000 with a wrong key); pg_dump and restore keep the ${after#* * * * }"
+echo "ok: CREATE EXTENSION refuses 3 kinds of foreign dalp_fdw schema; PUBLIC reads the views only; USAGE + mapping suffice, else 42501; caller's mapping used (28000 with a wrong key); rows per server and per auditor; pg_dump and restore keep the ${after#* * * * * }"

@@ -2,7 +2,7 @@
 # Several sessions run sync_events for the same token at the same moment: no
 # event is mirrored twice, none is lost, the inserted counts add up to what
 # the API holds, and the checkpoint ends at the last event. Each round holds
-# the sessions at a gate (a lock on dalp_fdw.sync_state) until all four wait
+# the sessions at a gate (a lock on dalp_fdw_ledger.sync_state) until all four wait
 # there, then releases them together: the first round is also the first use
 # of the server (its private schema is created while the others wait), the
 # second mirrors appended events, the third a reorg, the fourth races two
@@ -45,7 +45,7 @@ round() {
   local n=$1 i waiting line pids=()
   shift
   coproc GATE { dalp_psql -qtA; }
-  echo "BEGIN; LOCK TABLE dalp_fdw.sync_state IN EXCLUSIVE MODE; SELECT 'locked';" >&"${GATE[1]}"
+  echo "BEGIN; LOCK TABLE dalp_fdw_ledger.sync_state IN EXCLUSIVE MODE; SELECT 'locked';" >&"${GATE[1]}"
   if ! read -r line <&"${GATE[0]}" || [[ $line != locked ]]; then dalp_die "round $n: the gate did not lock"; fi
   i=0
   for sql in "$@"; do
