@@ -274,40 +274,6 @@ SELECT a.server
   JOIN pg_catalog.pg_roles r ON r.rolname = a.auditor
  WHERE pg_catalog.pg_has_role(r.oid, 'USAGE');
 
--- What every role reads. security_barrier: a condition of the reader's is
--- evaluated below the server filter only if it is leakproof, so it cannot
--- see a hidden row.
-CREATE VIEW event_log WITH (security_barrier) AS
-SELECT l.* FROM dalp_fdw_ledger.event_log l
- WHERE l.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v);
-COMMENT ON VIEW event_log IS
-    'dalp_fdw: append-only mirror of token events (sync_events); retracted_at marks events that vanished after a reorg; rows of the servers you may use or audit';
-
-CREATE VIEW sync_state WITH (security_barrier) AS
-SELECT s.* FROM dalp_fdw_ledger.sync_state s
- WHERE s.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v);
-COMMENT ON VIEW sync_state IS
-    'dalp_fdw: event mirror checkpoint per (server, token); rows of the servers you may use or audit';
-
-CREATE VIEW snapshots WITH (security_barrier) AS
-SELECT s.* FROM dalp_fdw_ledger.snapshots s
- WHERE s.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v);
-COMMENT ON VIEW snapshots IS
-    'dalp_fdw: record-date snapshots (take_snapshot) with their replay checkpoint and reconciliation; rows of the servers you may use or audit';
-
-CREATE VIEW snapshot_balances WITH (security_barrier) AS
-SELECT b.* FROM dalp_fdw_ledger.snapshot_balances b
- WHERE b.snapshot_id IN (SELECT s.id FROM dalp_fdw_ledger.snapshots s
-                          WHERE s.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v));
-COMMENT ON VIEW snapshot_balances IS
-    'dalp_fdw: balances of each snapshot at its record time; rows of the servers you may use or audit';
-
-CREATE VIEW auditors WITH (security_barrier) AS
-SELECT a.* FROM dalp_fdw_ledger.auditors a
- WHERE a.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v);
-COMMENT ON VIEW auditors IS
-    'dalp_fdw: roles that may read a server''s rows without using it (grant_audit, revoke_audit)';
-
 -- The views would pass an INSERT on to the tables (simple views are
 -- updatable), as their owner, if someone granted one: refuse it whatever
 -- the grants.
@@ -323,16 +289,36 @@ BEGIN
                 HINT = 'Use dalp_fdw.sync_events, dalp_fdw.take_snapshot, dalp_fdw.grant_audit or dalp_fdw.revoke_audit.';
 END
 $$;
-CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON event_log
-    FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write();
-CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON sync_state
-    FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write();
-CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON snapshots
-    FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write();
-CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON snapshot_balances
-    FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write();
-CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON auditors
-    FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write();
+
+-- What every role reads: a view of the same name per table, of the rows of
+-- the servers the role may read (snapshot_balances: of their snapshots).
+-- security_barrier: a condition of the reader's is evaluated below the
+-- server filter only if it is leakproof, so it cannot see a hidden row.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['event_log', 'sync_state', 'snapshots', 'snapshot_balances', 'auditors'] LOOP
+        EXECUTE format('CREATE VIEW dalp_fdw.%1$I WITH (security_barrier) AS SELECT r.* FROM dalp_fdw_ledger.%1$I r WHERE %2$s',
+                       t, CASE WHEN t = 'snapshot_balances'
+                               THEN 'r.snapshot_id IN (SELECT s.id FROM dalp_fdw_ledger.snapshots s
+                                                        WHERE s.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v))'
+                               ELSE 'r.server IN (SELECT v.server FROM dalp_fdw_ledger.readable_servers v)' END);
+        EXECUTE format('CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON dalp_fdw.%I
+                        FOR EACH ROW EXECUTE FUNCTION dalp_fdw_ledger.refuse_write()', t);
+    END LOOP;
+END
+$$;
+COMMENT ON VIEW event_log IS
+    'dalp_fdw: append-only mirror of token events (sync_events); retracted_at marks events that vanished after a reorg; rows of the servers you may use or audit';
+COMMENT ON VIEW sync_state IS
+    'dalp_fdw: event mirror checkpoint per (server, token); rows of the servers you may use or audit';
+COMMENT ON VIEW snapshots IS
+    'dalp_fdw: record-date snapshots (take_snapshot) with their replay checkpoint and reconciliation; rows of the servers you may use or audit';
+COMMENT ON VIEW snapshot_balances IS
+    'dalp_fdw: balances of each snapshot at its record time; rows of the servers you may use or audit';
+COMMENT ON VIEW auditors IS
+    'dalp_fdw: roles that may read a server''s rows without using it (grant_audit, revoke_audit)';
 
 GRANT SELECT ON event_log, sync_state, snapshots, snapshot_balances, auditors TO PUBLIC;
 
