@@ -26,6 +26,7 @@ REGRESS = \
 	handmade \
 	import \
 	json_path \
+	ledger_security \
 	mirror \
 	options \
 	pagination \
