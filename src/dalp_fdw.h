@@ -158,7 +158,8 @@ extern bool dalp_pushdown_enabled;
 /*
  * While a ledger function's implementation runs as the extension's owner
  * (ledger.c), the scans it runs as "owner" read the API with the user
- * mapping of "caller", the role that called the function.
+ * mapping of "caller", the role that called the function.  Backend-local:
+ * a parallel worker would not see it, and dalp_fdw's scans never run in one.
  */
 typedef struct DalpMappingOverride
 {
