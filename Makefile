@@ -22,6 +22,7 @@ DATA = sql/dalp_fdw--1.0.sql
 REGRESS = \
 	consistency \
 	errors \
+	facets \
 	fanout \
 	handmade \
 	import \

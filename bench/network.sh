@@ -76,15 +76,17 @@ dalp_psql -q -c "CREATE TABLE my_tokens AS SELECT address AS addr FROM net.token
 
 simctl faults "{\"latency_ms\": $LATENCY_MS}"
 
-# measure ID LABEL ROUNDS QUERY: RUNS timed runs in one session after a
-# warm-up; ROUNDS is the ideal number of round trips; the requests of the
-# timed runs from dalp_fdw.stats().
+# measure ID LABEL ROUNDS QUERY [SETUP]: RUNS timed runs in one session
+# (after SETUP) after a warm-up; ROUNDS is the ideal number of round trips
+# (0: none to compare with); the requests of the timed runs from
+# dalp_fdw.stats().
 measure() {
-  local id=$1 label=$2 rounds=$3 query=$4 out
+  local id=$1 label=$2 rounds=$3 query=$4 setup=${5:-} out
   dalp_log "$label: $RUNS runs"
   out=$(dalp_psql -qtA <<SQL
 \\o /dev/null
 SET client_min_messages = warning;
+$setup
 $query;
 SELECT dalp_fdw.stats_reset();
 \\o
@@ -115,6 +117,16 @@ measure list40 "holders of $SMALL tokens listed in a local table, = ANY (ARRAY(S
   $(((SMALL + CONCURRENCY - 1) / CONCURRENCY)) \
   "SELECT count(*) || ' ' || sum(balance) FROM net.holders WHERE token_address = ANY (ARRAY(SELECT addr FROM my_tokens))"
 
+## count(*) GROUP BY event_name over every token: the listing, then one
+## request per token; then the same with nothing pushed down, every event
+ntokens=$(dalp_psql -tAc "SELECT count(*) FROM net.tokens")
+facets="SELECT string_agg(event_name || ' ' || n, ', ' ORDER BY event_name)
+  FROM (SELECT event_name, count(*) AS n FROM net.events GROUP BY event_name) f"
+measure facets "count(*) GROUP BY event_name, all $ntokens tokens" \
+  $((1 + (ntokens + CONCURRENCY - 1) / CONCURRENCY)) "$facets"
+measure facets_off "the same, dalp_fdw.pushdown off (every event read)" 0 "$facets" \
+  "SET dalp_fdw.pushdown = off;"
+
 simctl faults '{}'
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 "$DALP_PYTHON" - "$MEASUREMENTS" "$RESULTS" <<PY
@@ -136,8 +148,9 @@ for i, r in enumerate(rows, 1):
     assert len(set(r["sql"]["results"])) == 1, (r["id"], r["sql"]["results"])
     ideal = r["rounds"] * $LATENCY_MS
     med = statistics.median(ms)
-    out.append("| %d | %s | %d | %.0f ms | %.0f – %.0f ms | %d ms | %.2f× |" % (
-        i, r["label"], r["requests"] // $RUNS, med, min(ms), max(ms), ideal, med / ideal))
+    out.append("| %d | %s | %d | %.0f ms | %.0f – %.0f ms | %s | %s |" % (
+        i, r["label"], r["requests"] // $RUNS, med, min(ms), max(ms), "%d ms" % ideal if ideal else "–",
+        "%.2f×" % (med / ideal) if ideal else "–"))
 out += ["", "## Queries", ""]
 out += ["%d. \`%s\`" % (i, r["query"]) for i, r in enumerate(rows, 1)]
 open(sys.argv[2], "w").write("\n".join(out) + "\n")

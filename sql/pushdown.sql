@@ -9,21 +9,6 @@ SELECT transaction_hash AS tx, sender AS acb_sender FROM dalp.events
  WHERE token_address = :'acb' AND event_name = 'TransferCompleted'
  ORDER BY block_number, tx_index LIMIT 1 \gset
 
--- rows of a query with pushdown on, compared as a multiset with pushdown off
-CREATE FUNCTION pg_temp.same_rows(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE on_rows bigint; off_rows bigint; diff bigint;
-BEGIN
-  EXECUTE format('CREATE TEMP TABLE r_on AS %s', q);
-  PERFORM set_config('dalp_fdw.pushdown', 'off', true);
-  EXECUTE format('CREATE TEMP TABLE r_off AS %s', q);
-  PERFORM set_config('dalp_fdw.pushdown', 'on', true);
-  SELECT count(*) INTO on_rows FROM r_on;
-  SELECT count(*) INTO off_rows FROM r_off;
-  SELECT count(*) INTO diff FROM ((TABLE r_on EXCEPT ALL TABLE r_off) UNION ALL (TABLE r_off EXCEPT ALL TABLE r_on)) d;
-  DROP TABLE r_on, r_off;
-  RETURN format('%s rows, %s', on_rows, CASE WHEN diff = 0 AND on_rows = off_rows THEN 'same' ELSE 'DIFFERENT' END);
-END $$;
-
 -- tokens --------------------------------------------------------------------
 EXPLAIN (VERBOSE, COSTS OFF) SELECT symbol FROM dalp.tokens WHERE address = :'acb';
 SELECT pg_temp.same_rows(format('SELECT symbol FROM dalp.tokens WHERE address = %L', :'acb'));

@@ -398,8 +398,7 @@ extern bool dalp_cond_constant_filters(const DalpResourceDef *res,
 									   List **token_values, char **filters);
 extern char *dalp_build_count_path(const DalpResourceDef *res,
 								   const char *token, const char *filters);
-extern int64 dalp_fetch_total(const DalpConnConfig *conf, const char *path,
-							  const char *facet_field, List **facets);
+extern int64 dalp_fetch_total(const DalpConnConfig *conf, const char *path);
 
 /* ----------------------------------------------------------------
  * IMPORT FOREIGN SCHEMA (import.c)

@@ -576,7 +576,7 @@ remote_estimate(PlannerInfo *root, DalpRelInfo *info)
 	path = dalp_build_count_path(info->res,
 								 token_values ? strVal(linitial(token_values)) : NULL,
 								 filters);
-	total = dalp_fetch_total(&conf, path, NULL, NULL);
+	total = dalp_fetch_total(&conf, path);
 	return total < 0 ? -1 : (double) total;
 }
 
@@ -1052,14 +1052,14 @@ add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 	if (!base_fully_pushed(info) || parse->groupingSets || parse->hasWindowFuncs ||
 		extra->havingQual != NULL || list_length(parse->groupClause) > 1)
 		return;
-	/* GROUP BY one facet column, of a single stream (facets do not add up) */
+	/* GROUP BY one facet column: the streams' counts add up (scan.c) */
 	if (parse->groupClause != NIL)
 	{
 		SortGroupClause *sgc = linitial(parse->groupClause);
 		TargetEntry *tle = get_sortgroupclause_tle(sgc, parse->targetList);
 
 		facet = column_of_var(tle->expr, input_rel, info);
-		if (facet == NULL || !facet->facet || !info->single_stream)
+		if (facet == NULL || !facet->facet)
 			return;
 
 		/*
@@ -1089,7 +1089,18 @@ add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 			return;
 	}
 
-	estimate_cost(info, input_rel, streams, streams, &startup, &total);
+	/* one request per stream; the rows are the groups, no more than the rows */
+	rows = Min(rows, info->remote_rows);
+	estimate_cost(info, input_rel, rows, streams, &startup, &total);
+
+	/*
+	 * A count asks each stream for one item where a scan fetches every row,
+	 * so it never costs more than the scan it replaces: priced below the
+	 * cheapest one, so that the planner's fuzz does not take the two for
+	 * equal (and keep the scan, sorted for the grouping, instead).
+	 */
+	total = Min(total, input_rel->cheapest_total_path->total_cost * 0.95);
+	startup = Min(startup, total);
 	add_path(grouped_rel, (Path *)
 			 create_foreign_upper_path(root, grouped_rel, target, rows,
 									   startup, total, NIL, NULL,

@@ -23,17 +23,26 @@
 #include "access/table.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/ruleutils.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+
+/* A facet value's count summed over the streams (DALP_MODE_FACETS). */
+typedef struct FacetSum
+{
+	char	   *value;			/* hash key: the pointer, compared as a string */
+	int64		count;
+} FacetSum;
 
 /* One stream: a token (or none) with one variant of the filters. */
 typedef struct DalpStream
@@ -94,7 +103,7 @@ typedef struct DalpScanState
 	char	   *item_key;		/* single-item lookup key, or NULL */
 	int64		limit;			/* rows still wanted, or -1 */
 	int64		offset;			/* first row wanted */
-	List	   *facet_rows;		/* DALP_MODE_FACETS: (value, count) pairs */
+	List	   *facet_rows;		/* DALP_MODE_FACETS: FacetSum *, to return */
 	List	   *all_tokens;		/* the /tokens listing of a fan-out, kept
 								 * across rescans (scan_cxt) */
 
@@ -532,24 +541,16 @@ check_response(const DalpConnConfig *conf, DalpHttpResult *res,
 	return true;
 }
 
-/*
- * meta.total of a request (and the counts of a facet field when asked);
- * -1 when the response has no total.
- */
+/* meta.total of a request; -1 when the response has none. */
 int64
-dalp_fetch_total(const DalpConnConfig *conf, const char *path,
-				 const char *facet_field, List **facets)
+dalp_fetch_total(const DalpConnConfig *conf, const char *path)
 {
 	DalpHttpResult *res = dalp_http_get(conf, path);
 	DalpPage	page;
-	int64		total;
 
 	check_response(conf, res, path, false);
 	dalp_page_parse(&page, res, NULL, false, dalp_decode_for_display(path));
-	total = page.total;
-	if (facet_field && !dalp_page_facets(&page, facet_field, facets))
-		*facets = NIL;
-	return total;
+	return page.total;
 }
 
 /* Count a response in the scan's EXPLAIN ANALYZE figures. */
@@ -1400,6 +1401,79 @@ count_facet_values(DalpScanState *st, void *arg)
 	}
 }
 
+static uint32
+facet_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+static int
+facet_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * count(*) GROUP BY a facet field: meta.facets of every stream, one request
+ * of page[limit]=1 each, in flight together, and the counts summed.  They
+ * add up: the streams' rows are disjoint (other tokens, other chunks of a
+ * split IN list), or, for several values of a search key, the rows of each
+ * value, which a scan returns once per value.  A FacetSum per value.
+ */
+static List *
+sum_facets(DalpScanState *st)
+{
+	HASHCTL		ctl;
+	HTAB	   *sums;
+	HASH_SEQ_STATUS seq;
+	FacetSum   *sum;
+	List	   *result = NIL;
+
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(FacetSum);
+	ctl.hash = facet_hash;
+	ctl.match = facet_match;
+	ctl.hcxt = CurrentMemoryContext;
+	sums = hash_create("dalp_fdw facet counts", 32, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	st->window = st->conf.concurrency;
+	while (next_page(st))
+	{
+		DalpStream *stream = &st->streams[st->cur_stream];
+		List	   *pairs;
+		ListCell   *lc;
+
+		/* meta.facets may be {}: then count the values page by page */
+		if (!dalp_page_facets(&st->page, st->facet, &pairs) || pairs == NIL)
+		{
+			pairs = NIL;
+			if (st->page.total != 0)
+				read_all_pages(st, st->res, stream->token, NULL, stream->filters,
+							   count_facet_values, &pairs, sizeof(List *));
+		}
+		foreach(lc, pairs)
+		{
+			List	   *pair = (List *) lfirst(lc);
+			char	   *value = strVal(linitial(pair));
+			bool		found;
+
+			sum = hash_search(sums, &value, HASH_ENTER, &found);
+			if (!found)
+			{
+				sum->value = pstrdup(value);
+				sum->count = 0;
+			}
+			sum->count += intVal(lsecond(pair));
+		}
+	}
+	hash_seq_init(&seq, sums);
+	while ((sum = hash_seq_search(&seq)) != NULL)
+		result = lappend(result, sum);
+	return result;
+}
+
 /* Put a count into every aggregate position of the scan tuple. */
 static void
 store_count(DalpScanState *st, TupleTableSlot *slot, int64 count,
@@ -1441,36 +1515,26 @@ iterate_aggregate(DalpScanState *st, TupleTableSlot *slot)
 		return slot;
 	}
 
-	/* facets: one row per value, from a single stream */
+	/* facets: one row per value */
 	if (!st->exhausted && st->facet_rows == NIL && st->nstreams > 0)
 	{
-		DalpStream *stream = &st->streams[0];
-		char	   *path = build_path(st->res, stream->token, NULL, NULL,
-									  stream->filters, 0, 1);
-
 		old = MemoryContextSwitchTo(st->exec_cxt);
-		/* meta.facets may be {}: then count the values page by page */
-		if (dalp_fetch_total(&st->conf, path, st->facet, &st->facet_rows) != 0 &&
-			st->facet_rows == NIL)
-			read_all_pages(st, st->res, stream->token, NULL, stream->filters,
-						   count_facet_values, &st->facet_rows, sizeof(List *));
-		st->requests++;
+		st->facet_rows = sum_facets(st);
 		MemoryContextSwitchTo(old);
 		if (st->facet_rows == NIL)
 			st->exhausted = true;
 	}
 	while (!st->exhausted && st->facet_rows != NIL)
 	{
-		List	   *pair = linitial(st->facet_rows);
-		int64		count = intVal(lsecond(pair));
+		FacetSum   *sum = linitial(st->facet_rows);
 
 		st->facet_rows = list_delete_first(st->facet_rows);
 		if (st->facet_rows == NIL)
 			st->exhausted = true;
-		if (count <= 0)
+		if (sum->count <= 0)
 			continue;
 		old = MemoryContextSwitchTo(st->tuple_cxt);
-		store_count(st, slot, count, strVal(linitial(pair)));
+		store_count(st, slot, sum->count, sum->value);
 		MemoryContextSwitchTo(old);
 		return slot;
 	}

@@ -128,7 +128,7 @@ def pushdown_text(res, cols):
                      (" (%s)" % "; ".join(notes) if notes else ""))
     parts.append(code("LIMIT/OFFSET") + one_token)
     parts.append(code("count(*)"))
-    parts += [code("count(*) GROUP BY %s" % c["sql_name"]) + one_token for c in cols if c["facet"]]
+    parts += [code("count(*) GROUP BY %s" % c["sql_name"]) for c in cols if c["facet"]]
     return ", ".join(parts)
 
 

@@ -56,6 +56,22 @@ LANGUAGE sql AS $$ SELECT count(*) FROM pg_temp.sim('faults ' || quote_literal(c
 CREATE OR REPLACE FUNCTION pg_temp.sim_requests() RETURNS int
 LANGUAGE sql AS $$ SELECT pg_temp.sim('log --count')::int $$;
 
+-- rows of a query with pushdown on, compared as a multiset with pushdown
+-- off: "N rows, same" or "N rows, DIFFERENT"
+CREATE OR REPLACE FUNCTION pg_temp.same_rows(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE on_rows bigint; off_rows bigint; diff bigint;
+BEGIN
+  EXECUTE format('CREATE TEMP TABLE r_on AS %s', q);
+  PERFORM set_config('dalp_fdw.pushdown', 'off', true);
+  EXECUTE format('CREATE TEMP TABLE r_off AS %s', q);
+  PERFORM set_config('dalp_fdw.pushdown', 'on', true);
+  SELECT count(*) INTO on_rows FROM r_on;
+  SELECT count(*) INTO off_rows FROM r_off;
+  SELECT count(*) INTO diff FROM ((TABLE r_on EXCEPT ALL TABLE r_off) UNION ALL (TABLE r_off EXCEPT ALL TABLE r_on)) d;
+  DROP TABLE r_on, r_off;
+  RETURN format('%s rows, %s', on_rows, CASE WHEN diff = 0 AND on_rows = off_rows THEN 'same' ELSE 'DIFFERENT' END);
+END $$;
+
 RESET client_min_messages;
 \set QUIET off
 \set ECHO all
