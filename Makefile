@@ -10,7 +10,8 @@ OBJS = \
 	src/plan.o \
 	src/request.o \
 	src/scan.o \
-	src/stats.o
+	src/stats.o \
+	src/untrusted.o
 
 EXTENSION = dalp_fdw
 DATA = sql/dalp_fdw--1.0.sql
@@ -25,6 +26,7 @@ REGRESS = \
 	facets \
 	fanout \
 	handmade \
+	hostile \
 	import \
 	json_path \
 	ledger_security \

@@ -86,6 +86,13 @@ LANGUAGE C STRICT VOLATILE;
 
 REVOKE ALL ON FUNCTION stats_reset() FROM PUBLIC;
 
+-- Text a DALP server sent, as a message may show it: control characters
+-- escaped, cut after about 300 bytes (what the wrapper's own messages do).
+CREATE FUNCTION display_text(text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dalp_fdw_display_text'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 -- ---------------------------------------------------------------------------
 -- Catalog introspection (issue 7)
 -- ---------------------------------------------------------------------------
@@ -554,7 +561,7 @@ BEGIN
         END IF;
         CONTINUE WHEN NOT ready;
         IF r.status IS DISTINCT FROM 'healthy' AND r.status IS DISTINCT FROM 'degraded' OR r.reindexing THEN
-            reason := format('the indexer reports status %s%s', coalesce(r.status, 'NULL'),
+            reason := format('the indexer reports status %s%s', dalp_fdw.display_text(coalesce(r.status, 'NULL')),
                              CASE WHEN r.reindexing AND r.status <> 'reindexing' THEN ' while reindexing' END);
         ELSIF r.sync_lag IS NULL OR r.sync_lag > max_sync_lag THEN
             reason := format('the indexer is %s blocks behind the chain head (at most %s allowed)',
@@ -839,8 +846,8 @@ BEGIN
                        coalesce(r.frozen_now, 0) AS replay_frozen, coalesce(a.frozen_exact, 0) AS api_frozen
                   FROM replay r FULL JOIN api a ON a.account = r.account)
             SELECT count(*),
-                   (array_agg(format('%%s: replay %%s (frozen %%s), holders %%s (frozen %%s)', d.account,
-                                     d.replay_balance, d.replay_frozen, d.api_balance, d.api_frozen)
+                   (array_agg(dalp_fdw.display_text(format('%%s: replay %%s (frozen %%s), holders %%s (frozen %%s)', d.account,
+                                     d.replay_balance, d.replay_frozen, d.api_balance, d.api_frozen))
                               ORDER BY d.account))[1:5]
               FROM diff d
              WHERE d.replay_balance <> d.api_balance OR d.replay_frozen <> d.api_frozen$sql$, nsp)

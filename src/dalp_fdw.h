@@ -225,6 +225,22 @@ typedef struct DalpServerStats
 extern DalpServerStats *dalp_stats_for(Oid serverid);
 
 /* ----------------------------------------------------------------
+ * What the server sends, made safe (untrusted.c)
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The largest count taken from the API: 2^53, the largest integer a
+ * JavaScript server holds exactly.  More is no count of items, but garbage.
+ */
+#define DALP_MAX_API_COUNT	INT64CONST(9007199254740992)
+
+extern char *dalp_display_text(const char *s);
+extern int64 dalp_api_count(const char *text, const char *what,
+							const char *display_path);
+extern int64 dalp_add_counts(int64 a, int64 b, const char *what);
+
+/* ----------------------------------------------------------------
  * Decoding (decode.c): the only file that parses JSON
  * ----------------------------------------------------------------
  */
@@ -280,6 +296,13 @@ typedef struct DalpPage
 	const char *display_path;	/* for errors */
 } DalpPage;
 
+/* A value of a facet field and how many items have it. */
+typedef struct DalpFacetCount
+{
+	char	   *value;			/* first: the key of scan.c's hash tables */
+	int64		count;
+} DalpFacetCount;
+
 extern void dalp_raise_for_status(const DalpHttpResult *res,
 								  const char *display_path,
 								  const char *secret);
@@ -288,7 +311,7 @@ extern void dalp_page_parse(DalpPage *page, const DalpHttpResult *res,
 							const char *display_path);
 extern void dalp_page_release(DalpPage *page);
 extern bool dalp_page_facets(DalpPage *page, const char *field,
-							 List **pairs);
+							 List **counts);
 extern const char *dalp_page_item_id(DalpPage *page, int index,
 									 List *id_path);
 extern void dalp_page_item_to_datums(DalpPage *page, int index,

@@ -596,28 +596,6 @@ server_string(const char *s, int len)
 	return pg_any_to_server(s, len, PG_UTF8);
 }
 
-/* An integer number, or a string holding one; false for anything else. */
-static bool
-node_int64(const JsonDoc *doc, JsonRef v, int64 *result)
-{
-	char		buf[32];
-	char	   *endp;
-	JsonNode   *n;
-
-	if (v == JSON_NONE)
-		return false;
-	n = node(doc, v);
-	if (n->kind != JSON_NUMBER && n->kind != JSON_STRING)
-		return false;
-	if (n->len == 0 || n->len >= sizeof(buf))
-		return false;
-	memcpy(buf, node_text(doc, v), n->len);
-	buf[n->len] = '\0';
-	errno = 0;
-	*result = strtoll(buf, &endp, 10);
-	return errno == 0 && *endp == '\0';
-}
-
 /* JSON text of a string, escaped as JSON wants. */
 static void
 append_json_string(StringInfo buf, const char *s, size_t len)
@@ -797,7 +775,8 @@ mask_secret(const char *s, const char *secret)
 /*
  * Turn a non-2xx response into an ERROR carrying the HTTP status, the API's
  * error.message and the request path.  The server could echo anything, so
- * what it says is masked against the key before it is printed.
+ * what it says is masked against the key, then capped and escaped, before
+ * it is printed.
  */
 void
 dalp_raise_for_status(const DalpHttpResult *res, const char *display_path,
@@ -820,9 +799,11 @@ dalp_raise_for_status(const DalpHttpResult *res, const char *display_path,
 		const char *id = object_get_string(&doc, err, "id");
 
 		if (m)
-			message = mask_secret(server_string(m, strlen(m)), secret);
+			message = dalp_display_text(mask_secret(server_string(m, strlen(m)),
+													secret));
 		if (id)
-			error_id = mask_secret(server_string(id, strlen(id)), secret);
+			error_id = dalp_display_text(mask_secret(server_string(id, strlen(id)),
+													 secret));
 	}
 
 	ereport(ERROR,
@@ -841,6 +822,9 @@ dalp_raise_for_status(const DalpHttpResult *res, const char *display_path,
  * Pages
  * ----------------------------------------------------------------
  */
+
+static int64 count_of(const JsonDoc *doc, JsonRef v, const char *what,
+					  const char *display_path);
 
 static void
 raise_bad_shape(const DalpPage *page, const char *what)
@@ -863,7 +847,8 @@ raise_not_json(const DalpHttpResult *res, const char *display_path,
 			(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 			 errmsg("DALP response for GET %s is not valid JSON", display_path),
 			 html
-			 ? errdetail("The response has Content-Type \"%s\".", res->content_type)
+			 ? errdetail("The response has Content-Type \"%s\".",
+						 dalp_display_text(res->content_type))
 			 : res->body_len == 0
 			 ? errdetail("The response is empty.")
 			 : jerr == NULL
@@ -941,13 +926,8 @@ dalp_page_parse(DalpPage *page, const DalpHttpResult *res,
 	page->items = items;
 
 	v = object_get(doc, object_get(doc, 0, "meta"), "total");
-	if (v != JSON_NONE)
-	{
-		int64		total;
-
-		if (node_int64(doc, v, &total))
-			page->total = total;
-	}
+	if (v != JSON_NONE && node(doc, v)->kind != JSON_NULL)
+		page->total = count_of(doc, v, "meta.total", display_path);
 }
 
 /*
@@ -1097,7 +1077,7 @@ conversion_error_callback(void *arg)
 	if (b->path_text)
 		appendStringInfo(&buf, " (json path \"%s\")", b->path_text);
 	if (cc->value)
-		appendStringInfo(&buf, " with value \"%s\"", cc->value);
+		appendStringInfo(&buf, " with value \"%s\"", dalp_display_text(cc->value));
 	if (cc->display_path)
 		appendStringInfo(&buf, " in the response to GET %s", cc->display_path);
 	errcontext("%s", buf.data);
@@ -1138,6 +1118,21 @@ scalar_text(const JsonDoc *doc, JsonRef v)
 		default:
 			return NULL;
 	}
+}
+
+/*
+ * A count the API sent: a number, or a string holding one, checked by
+ * dalp_api_count.
+ */
+static int64
+count_of(const JsonDoc *doc, JsonRef v, const char *what,
+		 const char *display_path)
+{
+	JsonKind	kind = (JsonKind) node(doc, v)->kind;
+
+	return dalp_api_count((kind == JSON_NUMBER || kind == JSON_STRING)
+						  ? scalar_text(doc, v) : NULL,
+						  what, display_path);
 }
 
 /* jsonb's order of object keys: shorter first, then bytewise */
@@ -1642,16 +1637,18 @@ dalp_text_to_datum(DalpColumnBinding *b, const char *text,
 }
 
 /*
- * meta.facets.<field> as a List of (String value, Integer count) pairs;
- * false when the response has no counts for that field.
+ * meta.facets.<field> as a List of DalpFacetCount, in the response's order
+ * (a value may repeat); false when the response has no counts for that
+ * field.
  */
 bool
-dalp_page_facets(DalpPage *page, const char *field, List **pairs)
+dalp_page_facets(DalpPage *page, const char *field, List **counts)
 {
 	const JsonDoc *doc = (const JsonDoc *) page->root;
 	JsonRef		list;
+	char	   *what = psprintf("count in meta.facets.%s", field);
 
-	*pairs = NIL;
+	*counts = NIL;
 	list = object_get(doc, object_get(doc, object_get(doc, 0, "meta"), "facets"),
 					  field);
 	if (list == JSON_NONE || node(doc, list)->kind != JSON_ARRAY)
@@ -1659,16 +1656,17 @@ dalp_page_facets(DalpPage *page, const char *field, List **pairs)
 	for (JsonRef e = list + 1; e < node(doc, list)->next; e = node(doc, e)->next)
 	{
 		JsonRef		value = object_get(doc, e, "value");
-		int64		count;
+		JsonRef		count = object_get(doc, e, "count");
+		DalpFacetCount *fc = palloc(sizeof(DalpFacetCount));
 
 		if (value == JSON_NONE || node(doc, value)->kind != JSON_STRING ||
-			!node_int64(doc, object_get(doc, e, "count"), &count))
+			count == JSON_NONE)
 			raise_bad_shape(page, "a facet entry lacks \"value\" or \"count\"");
 		reject_nul(doc, value);
-		*pairs = lappend(*pairs,
-						 list_make2(makeString(pstrdup(server_string(node_text(doc, value),
-																	  node(doc, value)->len))),
-									makeInteger((int) count)));
+		fc->value = pstrdup(server_string(node_text(doc, value),
+										  node(doc, value)->len));
+		fc->count = count_of(doc, count, what, page->display_path);
+		*counts = lappend(*counts, fc);
 	}
 	return true;
 }

@@ -1011,6 +1011,8 @@ raise_failure(DalpHttpRequest *req)
 		len = strlen(reason);
 		while (len > 0 && (reason[len - 1] == '\n' || reason[len - 1] == '.'))
 			reason[--len] = '\0';
+		/* libcurl's message may quote what the server sent */
+		reason = dalp_display_text(reason);
 	}
 	else if (outcome == DALP_OUT_REDIRECT)
 	{
@@ -1019,7 +1021,7 @@ raise_failure(DalpHttpRequest *req)
 		/* the Location header, resolved against the request URL */
 		if (curl_easy_getinfo(req->easy, CURLINFO_REDIRECT_URL,
 							  &target) == CURLE_OK && target != NULL)
-			host = url_host(target);
+			host = dalp_display_text(url_host(target));
 	}
 
 	request_release(req);

@@ -24,6 +24,7 @@
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "common/hashfn.h"
+#include "common/pg_prng.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "miscadmin.h"
@@ -37,12 +38,24 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
-/* A facet value's count summed over the streams (DALP_MODE_FACETS). */
-typedef struct FacetSum
+/*
+ * Strings with a count each, in the order first seen: what dedupes the
+ * token listing, page ids and IN lists, and counts facet values, in time
+ * linear in their number however many there are.  The hash is seeded at
+ * random once per backend, so that no server can choose values that all
+ * land in one bucket.
+ */
+typedef struct DalpCounts
 {
-	char	   *value;			/* hash key: the pointer, compared as a string */
-	int64		count;
-} FacetSum;
+	HTAB	   *hash;			/* DalpFacetCount entries, keyed by value;
+								 * NULL until the first value */
+	List	   *entries;		/* the same entries, first seen first */
+	MemoryContext cxt;			/* current when the first value was added:
+								 * holds them all */
+} DalpCounts;
+
+/* All zeroes is an empty DalpCounts (read_all_pages zeroes its *arg). */
+#define DALP_COUNTS_EMPTY {NULL, NIL, NULL}
 
 /* One stream: a token (or none) with one variant of the filters. */
 typedef struct DalpStream
@@ -103,7 +116,8 @@ typedef struct DalpScanState
 	char	   *item_key;		/* single-item lookup key, or NULL */
 	int64		limit;			/* rows still wanted, or -1 */
 	int64		offset;			/* first row wanted */
-	List	   *facet_rows;		/* DALP_MODE_FACETS: FacetSum *, to return */
+	List	   *facet_rows;		/* DALP_MODE_FACETS: DalpFacetCount * */
+	int			facet_next;		/* the next of facet_rows to return */
 	List	   *all_tokens;		/* the /tokens listing of a fan-out, kept
 								 * across rescans (scan_cxt) */
 
@@ -113,10 +127,9 @@ typedef struct DalpScanState
 	DalpPage	page;
 	int64		page_offset;	/* the offset it was read at */
 	int			next_item;
-	char	  **prev_ids;
-	int			nprev_ids;
-	char	  **cur_ids;
-	int			ncur_ids;
+	DalpCounts	ids[2];			/* ids of two pages, in ids_cxt */
+	DalpCounts *prev_ids;		/* ids of the previous page, or NULL */
+	DalpCounts *cur_ids;		/* ids of the current page */
 	bool		may_repeat;		/* the page's next item may be a repeat */
 
 	/* a stream read whole between two markers (hold_stream) */
@@ -134,6 +147,69 @@ typedef struct DalpScanState
 } DalpScanState;
 
 static void fill_pipeline(DalpScanState *st);
+
+static uint64 counts_seed = 0;
+
+static uint32
+counts_hash(const void *key, Size keysize)
+{
+	const char *s = *(const char *const *) key;
+
+	return (uint32) hash_bytes_extended((const unsigned char *) s, strlen(s),
+										counts_seed);
+}
+
+static int
+counts_match(const void *key1, const void *key2, Size keysize)
+{
+	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
+}
+
+/* Add n to the count of value; true when value is new. */
+static bool
+counts_add(DalpCounts *counts, const char *value, int64 n)
+{
+	bool		found;
+	DalpFacetCount *entry;
+
+	if (counts->hash == NULL)
+	{
+		HASHCTL		ctl;
+
+		while (counts_seed == 0)
+			counts_seed = pg_prng_uint64(&pg_global_prng_state);
+		ctl.keysize = sizeof(char *);
+		ctl.entrysize = sizeof(DalpFacetCount);
+		ctl.hash = counts_hash;
+		ctl.match = counts_match;
+		ctl.hcxt = CurrentMemoryContext;
+		counts->hash = hash_create("dalp_fdw strings", 256, &ctl,
+								   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+								   HASH_CONTEXT);
+		counts->cxt = CurrentMemoryContext;
+	}
+	entry = hash_search(counts->hash, &value, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		MemoryContext old = MemoryContextSwitchTo(counts->cxt);
+
+		/* the key was the caller's pointer: keep a copy of our own */
+		entry->value = pstrdup(value);
+		entry->count = 0;
+		counts->entries = lappend(counts->entries, entry);
+		MemoryContextSwitchTo(old);
+	}
+	entry->count = dalp_add_counts(entry->count, n, "a facet value");
+	return !found;
+}
+
+static bool
+counts_contain(const DalpCounts *counts, const char *value)
+{
+	return counts->hash != NULL &&
+		hash_search(counts->hash, &value, HASH_FIND, NULL) != NULL;
+}
 
 /* How a condition's value turned out. */
 typedef enum ValueVerdict
@@ -210,6 +286,7 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 		Datum	   *elems;
 		bool	   *nulls;
 		int			n;
+		DalpCounts	seen = DALP_COUNTS_EMPTY;
 
 		get_typlenbyvalalign(typid, &typlen, &typbyval, &typalign);
 		deconstruct_array(array, typid, typlen, typbyval, typalign,
@@ -218,6 +295,7 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 		{
 			char	   *text;
 
+			CHECK_FOR_INTERRUPTS();
 			if (nulls[i])
 			{
 				if (*op == DALP_OP_NOT_IN)
@@ -232,7 +310,7 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 			}
 			if (!cond->column->case_insensitive && strchr(text, ',') != NULL)
 				return VALUE_ALWAYS;	/* not sendable: checked locally */
-			if (!list_member(*texts, makeString(text)))
+			if (counts_add(&seen, text, 1))
 				*texts = lappend(*texts, makeString(text));
 		}
 		if (*texts == NIL)
@@ -353,6 +431,7 @@ static List *
 intersect_tokens(List *tokens, List *others, bool *constrained)
 {
 	List	   *result = NIL;
+	DalpCounts	in_others = DALP_COUNTS_EMPTY;
 	ListCell   *lc;
 
 	if (!*constrained)
@@ -360,8 +439,10 @@ intersect_tokens(List *tokens, List *others, bool *constrained)
 		*constrained = true;
 		return others;
 	}
+	foreach(lc, others)
+		counts_add(&in_others, strVal(lfirst(lc)), 1);
 	foreach(lc, tokens)
-		if (list_member(others, lfirst(lc)))
+		if (counts_contain(&in_others, strVal(lfirst(lc))))
 			result = lappend(result, lfirst(lc));
 	return result;
 }
@@ -773,7 +854,7 @@ typedef void (*PageCallback) (DalpScanState *st, void *arg);
 /*
  * Read a whole collection page by page, one request at a time, giving each
  * page to per_page, which gathers into *arg (arg_size bytes that start out
- * zero: 0, NIL).  A collection with a change marker that spans several
+ * zero: 0, NIL, an empty DalpCounts).  A collection with a change marker that spans several
  * pages is read again between two markers, as hold_stream does, and *arg
  * is zeroed before each read.
  */
@@ -819,33 +900,46 @@ read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 static void
 collect_token_ids(DalpScanState *st, void *arg)
 {
-	List	  **ids = (List **) arg;
-	MemoryContext old = MemoryContextSwitchTo(st->scan_cxt);
+	DalpCounts *ids = (DalpCounts *) arg;
 	List	   *id_path = linitial(dalp_parse_json_path("id"));
 
 	for (int i = 0; i < st->page.nitems; i++)
 	{
 		const char *id = dalp_page_item_id(&st->page, i, id_path);
 
+		CHECK_FOR_INTERRUPTS();
 		/* a token created during the listing may shift onto the next page */
-		if (id && !list_member(*ids, makeString((char *) id)))
-			*ids = lappend(*ids, makeString(pstrdup(id)));
+		if (id)
+			counts_add(ids, id, 1);
 	}
-	MemoryContextSwitchTo(old);
 }
 
 /*
- * Fan-out: every token address, from the /tokens collection; listed once
- * per scan, as a rescan (a nested loop) needs the same list.
+ * Fan-out: every token address, from the /tokens collection, each once;
+ * listed once per scan, as a rescan (a nested loop) needs the same list.
  */
 static List *
 list_all_tokens(DalpScanState *st)
 {
 	const DalpResourceDef *tokens_res = dalp_resource_lookup("tokens");
+	MemoryContext listing_cxt;
+	MemoryContext old;
+	DalpCounts	ids = DALP_COUNTS_EMPTY;
+	ListCell   *lc;
 
-	if (st->all_tokens == NIL)
-		read_all_pages(st, tokens_res, NULL, tokens_res->scan_sort, NULL,
-					   collect_token_ids, &st->all_tokens, sizeof(List *));
+	if (st->all_tokens != NIL)
+		return st->all_tokens;
+	listing_cxt = AllocSetContextCreate(st->exec_cxt, "dalp_fdw token listing",
+										ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(listing_cxt);
+	read_all_pages(st, tokens_res, NULL, tokens_res->scan_sort, NULL,
+				   collect_token_ids, &ids, sizeof(DalpCounts));
+	MemoryContextSwitchTo(st->scan_cxt);
+	foreach(lc, ids.entries)
+		st->all_tokens = lappend(st->all_tokens,
+								 makeString(pstrdup(((DalpFacetCount *) lfirst(lc))->value)));
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(listing_cxt);
 	return st->all_tokens;
 }
 
@@ -1061,12 +1155,6 @@ item_key(DalpScanState *st, int index)
 	return found ? buf.data : NULL;
 }
 
-static int
-compare_ids(const void *a, const void *b)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
 /* Remember the ids of the page just read, to drop repeats on the next one. */
 static void
 remember_page_ids(DalpScanState *st)
@@ -1074,20 +1162,19 @@ remember_page_ids(DalpScanState *st)
 	MemoryContext old;
 
 	st->prev_ids = st->cur_ids;
-	st->nprev_ids = st->ncur_ids;
 	st->ids_current ^= 1;
 	MemoryContextReset(st->ids_cxt[st->ids_current]);
+	st->cur_ids = &st->ids[st->ids_current];
+	memset(st->cur_ids, 0, sizeof(DalpCounts));
 	old = MemoryContextSwitchTo(st->ids_cxt[st->ids_current]);
-	st->cur_ids = palloc(sizeof(char *) * Max(st->page.nitems, 1));
-	st->ncur_ids = 0;
 	for (int i = 0; i < st->page.nitems; i++)
 	{
 		const char *id = item_key(st, i);
 
+		CHECK_FOR_INTERRUPTS();
 		if (id)
-			st->cur_ids[st->ncur_ids++] = pstrdup(id);
+			counts_add(st->cur_ids, id, 1);
 	}
-	qsort(st->cur_ids, st->ncur_ids, sizeof(char *), compare_ids);
 	MemoryContextSwitchTo(old);
 }
 
@@ -1104,8 +1191,7 @@ seen_on_previous_page(DalpScanState *st, int index)
 	if (!st->may_repeat)
 		return false;
 	id = item_key(st, index);
-	st->may_repeat = id && bsearch(&id, st->prev_ids, st->nprev_ids,
-								   sizeof(char *), compare_ids) != NULL;
+	st->may_repeat = id && counts_contain(st->prev_ids, id);
 	return st->may_repeat;
 }
 
@@ -1177,12 +1263,9 @@ next_page(DalpScanState *st)
 	{
 		/* a stream's first page has no previous page */
 		if (offset == st->offset)
-		{
 			st->cur_ids = NULL;
-			st->ncur_ids = 0;
-		}
 		remember_page_ids(st);
-		st->may_repeat = st->nprev_ids > 0;
+		st->may_repeat = st->prev_ids != NULL && st->prev_ids->entries != NIL;
 	}
 
 	/* the prefetch window grows with the pages the executor consumes */
@@ -1352,19 +1435,16 @@ count_streams(DalpScanState *st)
 
 		if (t < 0)
 			t = count_by_paging(st, st->cur_stream);
-		total += t;
+		total = dalp_add_counts(total, t, "count(*)");
 	}
 	return total;
 }
 
-/*
- * Count the facet column's values on the current page into *arg, a List
- * of (String value, Integer count) pairs.
- */
+/* Count the facet column's values on the current page into arg, a DalpCounts. */
 static void
 count_facet_values(DalpScanState *st, void *arg)
 {
-	List	  **pairs = (List **) arg;
+	DalpCounts *counts = (DalpCounts *) arg;
 	int			natts = list_length(st->attnums);
 	Datum	   *values = MemoryContextAlloc(st->page_cxt, sizeof(Datum) * natts);
 	bool	   *nulls = MemoryContextAlloc(st->page_cxt, sizeof(bool) * natts);
@@ -1373,46 +1453,20 @@ count_facet_values(DalpScanState *st, void *arg)
 	Assert(st->nbindings == 1);
 	for (int i = 0; i < st->page.nitems; i++)
 	{
-		char	   *value;
-		ListCell   *lc;
-		bool		found = false;
+		char	   *value = NULL;
 
+		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(st->tuple_cxt);
 		old = MemoryContextSwitchTo(st->tuple_cxt);
 		dalp_page_item_to_datums(&st->page, i, st->bindings, 1, NULL, NULL,
 								 values, nulls);
+		if (!nulls[st->bindings[0].attnum - 1])
+			value = TextDatumGetCString(values[st->bindings[0].attnum - 1]);
 		MemoryContextSwitchTo(old);
-		if (nulls[st->bindings[0].attnum - 1])
-			continue;
-		value = TextDatumGetCString(values[st->bindings[0].attnum - 1]);
-		foreach(lc, *pairs)
-		{
-			List	   *pair = (List *) lfirst(lc);
-
-			if (strcmp(strVal(linitial(pair)), value) == 0)
-			{
-				intVal(lsecond(pair))++;
-				found = true;
-				break;
-			}
-		}
-		if (!found)
-			*pairs = lappend(*pairs, list_make2(makeString(value), makeInteger(1)));
+		/* counted in the caller's context, which the counts outlive */
+		if (value)
+			counts_add(counts, value, 1);
 	}
-}
-
-static uint32
-facet_hash(const void *key, Size keysize)
-{
-	const char *s = *(char *const *) key;
-
-	return hash_bytes((const unsigned char *) s, strlen(s));
-}
-
-static int
-facet_match(const void *a, const void *b, Size keysize)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
 /*
@@ -1420,58 +1474,44 @@ facet_match(const void *a, const void *b, Size keysize)
  * of page[limit]=1 each, in flight together, and the counts summed.  They
  * add up: the streams' rows are disjoint (other tokens, other chunks of a
  * split IN list), or, for several values of a search key, the rows of each
- * value, which a scan returns once per value.  A FacetSum per value.
+ * value, which a scan returns once per value.  A DalpFacetCount per value;
+ * a value one answer lists twice is one group too.
  */
 static List *
 sum_facets(DalpScanState *st)
 {
-	HASHCTL		ctl;
-	HTAB	   *sums;
-	HASH_SEQ_STATUS seq;
-	FacetSum   *sum;
-	List	   *result = NIL;
+	DalpCounts	sums = DALP_COUNTS_EMPTY;
 
-	ctl.keysize = sizeof(char *);
-	ctl.entrysize = sizeof(FacetSum);
-	ctl.hash = facet_hash;
-	ctl.match = facet_match;
-	ctl.hcxt = CurrentMemoryContext;
-	sums = hash_create("dalp_fdw facet counts", 32, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	st->window = st->conf.concurrency;
 	while (next_page(st))
 	{
 		DalpStream *stream = &st->streams[st->cur_stream];
-		List	   *pairs;
+		MemoryContext stream_cxt = AllocSetContextCreate(CurrentMemoryContext,
+														 "dalp_fdw facet counts",
+														 ALLOCSET_DEFAULT_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(stream_cxt);
+		DalpCounts	counted = DALP_COUNTS_EMPTY;
+		List	   *listed;
 		ListCell   *lc;
 
 		/* meta.facets may be {}: then count the values page by page */
-		if (!dalp_page_facets(&st->page, st->facet, &pairs) || pairs == NIL)
+		if ((!dalp_page_facets(&st->page, st->facet, &listed) || listed == NIL) &&
+			st->page.total != 0)
 		{
-			pairs = NIL;
-			if (st->page.total != 0)
-				read_all_pages(st, st->res, stream->token, NULL, stream->filters,
-							   count_facet_values, &pairs, sizeof(List *));
+			read_all_pages(st, st->res, stream->token, NULL, stream->filters,
+						   count_facet_values, &counted, sizeof(DalpCounts));
+			listed = counted.entries;
 		}
-		foreach(lc, pairs)
+		MemoryContextSwitchTo(old);
+		foreach(lc, listed)
 		{
-			List	   *pair = (List *) lfirst(lc);
-			char	   *value = strVal(linitial(pair));
-			bool		found;
-
-			sum = hash_search(sums, &value, HASH_ENTER, &found);
-			if (!found)
-			{
-				sum->value = pstrdup(value);
-				sum->count = 0;
-			}
-			sum->count += intVal(lsecond(pair));
+			CHECK_FOR_INTERRUPTS();
+			counts_add(&sums, ((DalpFacetCount *) lfirst(lc))->value,
+					   ((DalpFacetCount *) lfirst(lc))->count);
 		}
+		MemoryContextDelete(stream_cxt);
 	}
-	hash_seq_init(&seq, sums);
-	while ((sum = hash_seq_search(&seq)) != NULL)
-		result = lappend(result, sum);
-	return result;
+	return sums.entries;
 }
 
 /* Put a count into every aggregate position of the scan tuple. */
@@ -1520,21 +1560,17 @@ iterate_aggregate(DalpScanState *st, TupleTableSlot *slot)
 	{
 		old = MemoryContextSwitchTo(st->exec_cxt);
 		st->facet_rows = sum_facets(st);
+		st->facet_next = 0;
 		MemoryContextSwitchTo(old);
-		if (st->facet_rows == NIL)
-			st->exhausted = true;
 	}
-	while (!st->exhausted && st->facet_rows != NIL)
+	while (!st->exhausted && st->facet_next < list_length(st->facet_rows))
 	{
-		FacetSum   *sum = linitial(st->facet_rows);
+		DalpFacetCount *fc = list_nth(st->facet_rows, st->facet_next++);
 
-		st->facet_rows = list_delete_first(st->facet_rows);
-		if (st->facet_rows == NIL)
-			st->exhausted = true;
-		if (sum->count <= 0)
+		if (fc->count == 0)
 			continue;
 		old = MemoryContextSwitchTo(st->tuple_cxt);
-		store_count(st, slot, sum->count, sum->value);
+		store_count(st, slot, fc->count, fc->value);
 		MemoryContextSwitchTo(old);
 		return slot;
 	}
@@ -1590,8 +1626,8 @@ reset_execution(DalpScanState *st)
 	st->cur_stream = 0;
 	st->item_key = NULL;
 	st->facet_rows = NIL;
+	st->facet_next = 0;
 	st->prev_ids = st->cur_ids = NULL;
-	st->nprev_ids = st->ncur_ids = 0;
 	st->may_repeat = false;
 }
 

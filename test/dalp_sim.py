@@ -35,16 +35,22 @@ KIND; when several fall on one request the first of FAULT_ORDER wins. Kinds:
   patch       200 with every item of "data" changed by "patch": {FIELD: RAW}
               sets FIELD to the JSON text RAW verbatim ("1e400000", "\"x\""),
               {FIELD: null} removes it
+  patch_meta  the answer with its "meta" changed likewise by "patch_meta"
+              ({"total": "-1"}, {"facets": "{...}"})
   redirect    302 to "redirect_to" + the request's path and query
 Other settings: "latency_ms" (added to every /api request), "retry_after" (s,
 default 1), "slow_ms" (default 10000), "path_prefix", "redirect_to" (an
 origin such as http://127.0.0.1:9999, default "": the same origin),
 "echo_key" (true: every error body quotes the X-Api-Key the request carried,
-as a careless server might), and "spare_ms" (default 0): a request whose
+as a careless server might), "spare_ms" (default 0): a request whose
 target (path and query) was faulted less than spare_ms ago is neither faulted
 nor counted, so that the retry of a faulted request succeeds however many
-other clients' requests took the slots in between (the count is global). Each request log entry has "auth": "valid",
-"invalid" or "none", for the key it carried (never the key itself).
+other clients' requests took the slots in between (the count is global),
+"error_message" (a text that replaces error.message in every error body: a
+hostile server's), and "listing" (a huge GET /tokens, see Listing). Each
+request log entry has "auth": "valid", "invalid" or "none", for the key it
+carried (never the key itself), and "headers", the names of the headers the
+request carried, in order.
 
 Usage: dalp_sim.py --port PORT --api-key KEY [--host H] [--seed N]
                    [--big-token-events N] [--small-tokens N] [--pidfile F]
@@ -1367,11 +1373,12 @@ class Api:
 # ---------------------------------------------------------------------------
 
 # When several kinds fall on the same request, the first in this order wins.
-FAULT_ORDER = ("reset", "slow", "stall", "redirect", "html", "malformed", "wrongshape", "patch", "bare_meta", "400",
+FAULT_ORDER = ("reset", "slow", "stall", "redirect", "html", "malformed", "wrongshape", "patch", "patch_meta",
+               "bare_meta", "400",
                "403", "422",
                "429", "500", "502", "503", "504")
-FAULT_KEYS = {"latency_ms", "every", "retry_after", "slow_ms", "path_prefix", "patch", "redirect_to", "echo_key",
-              "spare_ms"}
+FAULT_KEYS = {"latency_ms", "every", "retry_after", "slow_ms", "path_prefix", "patch", "patch_meta", "redirect_to",
+              "echo_key", "spare_ms", "error_message", "listing"}
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
              b"<body><h1>Bad Gateway</h1><p>The proxy could not reach the upstream server.</p></body></html>\n")
 
@@ -1396,16 +1403,21 @@ class Faults:
                 raise ValueError("fault numbers must be non-negative integers, got %r" % (v,))
         if not isinstance(new["path_prefix"], str):
             raise ValueError("path_prefix must be a string")
-        new["patch"] = conf.get("patch", {})
-        if not isinstance(new["patch"], dict) or not all(v is None or isinstance(v, str)
-                                                         for v in new["patch"].values()):
-            raise ValueError("patch: an object of FIELD: raw JSON text (or null to remove the field)")
+        for key in ("patch", "patch_meta"):
+            new[key] = conf.get(key, {})
+            if not isinstance(new[key], dict) or not all(v is None or isinstance(v, str)
+                                                         for v in new[key].values()):
+                raise ValueError("%s: an object of FIELD: raw JSON text (or null to remove the field)" % key)
         new["redirect_to"] = conf.get("redirect_to", "")
         if not isinstance(new["redirect_to"], str):
             raise ValueError("redirect_to must be a string")
         new["echo_key"] = conf.get("echo_key", False)
         if not isinstance(new["echo_key"], bool):
             raise ValueError("echo_key must be true or false")
+        new["error_message"] = conf.get("error_message")
+        if new["error_message"] is not None and not isinstance(new["error_message"], str):
+            raise ValueError("error_message must be a string")
+        new["listing"] = Listing.check(conf.get("listing"))
         with self.lock:
             self.conf = new
             self.count = 0
@@ -1448,6 +1460,8 @@ class Faults:
                         headers=(("Location", self.conf["redirect_to"] + target),))
         if kind == "patch":
             return Resp(resp.status, patch_items(resp.body, self.conf["patch"]), rows=resp.rows)
+        if kind == "patch_meta":
+            return Resp(resp.status, patch_meta(resp.body, self.conf["patch_meta"]), rows=resp.rows)
         if kind == "html":
             return Resp(200, HTML_PAGE, ctype="text/html; charset=utf-8")
         if kind == "wrongshape":
@@ -1600,18 +1614,85 @@ def patch_items(body, patch):
     exactly), FIELD: None removes it."""
     doc = json.loads(body)
     data = doc.get("data")
-    items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+    return patch_objects(doc, data if isinstance(data, list) else [data] if isinstance(data, dict) else [], patch)
+
+
+def patch_meta(body, patch):
+    """`body` with its "meta" patched as patch_items patches items."""
+    doc = json.loads(body)
+    meta = doc.get("meta")
+    return patch_objects(doc, [meta] if isinstance(meta, dict) else [], patch)
+
+
+def patch_objects(doc, objects, patch):
+    """The JSON text of `doc` once each of `objects` (inside it) is patched."""
     raw = {}
-    for item in items:
+    for obj in objects:
         for field, text in patch.items():
             if text is None:
-                item.pop(field, None)
+                obj.pop(field, None)
             else:
-                item[field] = raw.setdefault(field, "\x00patch%d\x00" % len(raw))
+                obj[field] = raw.setdefault(field, "\x00patch%d\x00" % len(raw))
     out = dumps(doc)
     for field, marker in raw.items():
         out = out.replace(dumps(marker), patch[field])
     return out.encode()
+
+
+def replace_error_message(resp, message):
+    """An error response whose error.message is `message`."""
+    try:
+        doc = json.loads(resp.body)
+        doc["error"]["message"] = message
+    except (ValueError, KeyError, TypeError):
+        return resp
+    return Resp.json(resp.status, doc, headers=resp.headers)
+
+
+class Listing:
+    """A huge GET /tokens for the tests of unbounded work: the world's tokens,
+    then "extra" made-up ones (type "synthetic-N": as many facet values), each
+    listed "repeat" times in a row (duplicates to drop), ignoring filters and
+    sort; "page_items" > 0 serves that many items per page whatever
+    page[limit] asks (one page for the whole listing, say); "facets": true
+    adds meta.facets.type over the whole listing.  Only GET /tokens changes:
+    the made-up tokens have no other route."""
+    KEYS = {"extra", "repeat", "page_items", "facets"}
+
+    @staticmethod
+    def check(conf):
+        if conf is None:
+            return None
+        if not isinstance(conf, dict) or set(conf) - Listing.KEYS:
+            raise ValueError("listing: an object with keys among %s" % sorted(Listing.KEYS))
+        out = {"extra": conf.get("extra", 0), "repeat": conf.get("repeat", 1),
+               "page_items": conf.get("page_items", 0), "facets": conf.get("facets", False)}
+        if not all(isinstance(out[k], int) and out[k] >= 0 for k in ("extra", "repeat", "page_items")) \
+                or out["repeat"] < 1 or not isinstance(out["facets"], bool):
+            raise ValueError("listing: extra, page_items >= 0 and repeat >= 1 integers, facets a boolean")
+        return out
+
+    def __init__(self, world, conf):
+        self.conf = conf
+        real = [(dumps(t.item()), t.type) for t in world.tokens.values()]
+        fake = (('{"id":"0x%040x","name":"Synthetic %d","symbol":"SYN%d","decimals":0,"type":"synthetic-%d",'
+                 '"createdAt":"2026-01-01T00:00:00.000Z"}' % (0x5e000000 + i, i, i, i), "synthetic-%d" % i)
+                for i in range(conf["extra"]))
+        self.items = [text for text, _ in itertools.chain(real, fake) for _ in range(conf["repeat"])]
+        self.facets = "{}"
+        if conf["facets"]:
+            counts = Counter(world.tokens[t].type for t in world.tokens)
+            counts.update({"synthetic-%d" % i: 1 for i in range(conf["extra"])})
+            self.facets = dumps({"type": facet_list(Counter({v: c * conf["repeat"] for v, c in counts.items()}))})
+
+    def page(self, pairs):
+        q = dict(pairs)
+        offset = int(q.get("page[offset]", 0))
+        limit = self.conf["page_items"] or int(q.get("page[limit]", 50))
+        data = self.items[offset:offset + limit]
+        body = '{"data":[%s],"meta":{"total":%d,"facets":%s},"links":{"self":"/v2/tokens"}}' % (
+            ",".join(data), len(self.items), self.facets)
+        return Resp(200, body.encode(), rows=len(data))
 
 
 def echo_key(resp, key):
@@ -1649,6 +1730,7 @@ class Sim:
         self.api = Api(World(seed, big_events, small_tokens), api_key)
         self.faults = Faults()
         self.mover = Mover()
+        self.listing = None
         self.log_lock = threading.Lock()
         self.log = []
         self.seq = 0
@@ -1678,6 +1760,7 @@ class Sim:
                      "inflight": self.inflight, "start_ms": round((time.monotonic() - self.t0) * 1000, 3)}
         key = h.headers.get("X-Api-Key")
         entry["auth"] = "none" if key is None else "valid" if key == self.api.api_key else "invalid"
+        entry["headers"] = list(h.headers.keys())
         for k, v in pairs:
             entry["query"][k] = [entry["query"][k], v] if k in entry["query"] else v
         try:
@@ -1692,8 +1775,13 @@ class Sim:
             if method == "GET" and key == self.api.api_key:
                 entry["moved"] = self.mover.maybe_move(self.api, path, pairs)
             resp = self.api.get(method, path, pairs, key)
+            listing = self.listing
+            if listing is not None and path == "/api/v2/tokens" and resp.status == 200:
+                resp = listing.page(pairs)
             if fault not in (None, "slow", "stall"):
                 resp = self.faults.faulted(fault, resp, h.path)
+            if self.faults.conf["error_message"] is not None and resp.status >= 400:
+                resp = replace_error_message(resp, self.faults.conf["error_message"])
             if self.faults.conf["echo_key"] and resp.status >= 400 and key is not None:
                 resp = echo_key(resp, key)
             gz = "gzip" in (h.headers.get("Accept-Encoding") or "")
@@ -1728,6 +1816,9 @@ class Sim:
         if path == "/_sim/faults":
             if method == "POST":
                 self.faults.set(args)
+                conf = self.faults.conf["listing"]
+                with self.api.lock:
+                    self.listing = Listing(self.api.world, conf) if conf else None
             return Resp.json(200, self.faults.conf)
         if path == "/_sim/mover":
             if method == "POST":
@@ -1747,6 +1838,7 @@ class Sim:
                 self.api.invalidate()
             self.faults.set({})
             self.mover.set(self.api, {})
+            self.listing = None
             with self.log_lock:
                 self.log, self.seq = [], 0
             return Resp.json(200, {"ok": True})

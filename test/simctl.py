@@ -4,7 +4,8 @@ simctl: the DALP simulator's control API (/_sim/) from the shell, for test scrip
 
   simctl.py [--url URL] log [--count] [--path-prefix P] [--since SEQ]
   simctl.py [--url URL] clear                    empty the request log
-  simctl.py [--url URL] faults JSON              e.g. '{"every": {"503": 3}}'; '{}' clears
+  simctl.py [--url URL] faults JSON              e.g. '{"every": {"503": 3}}'; '{}' clears;
+                                                 - reads the JSON from stdin
   simctl.py [--url URL] append TOKEN N           append N events
   simctl.py [--url URL] reorg TOKEN N M          roll back N events, write M new ones
   simctl.py [--url URL] health STATUS            healthy|degraded|critical|unknown|reindexing
@@ -107,7 +108,7 @@ def main():
         out = call(url, "POST", "/_sim/log/clear", {})
     elif a.cmd in ("faults", "mover") and a.json is not None:
         try:
-            conf = json.loads(a.json)
+            conf = json.loads(sys.stdin.read() if a.json == "-" else a.json)
         except ValueError as e:
             sys.exit("simctl: %s: not JSON: %s" % (a.cmd, e))
         out = call(url, "POST", "/_sim/" + a.cmd, conf)
