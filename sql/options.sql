@@ -88,6 +88,35 @@ SET ROLE regress_dalp_user;
 SELECT srvname, umoptions FROM pg_user_mappings WHERE srvname = 'sim';
 RESET ROLE;
 
+-- no control character in any option: in a header (api_key) or a URL
+-- (base_url) a CR/LF would add headers of its own; the value is not shown
+CREATE USER MAPPING FOR CURRENT_USER SERVER good OPTIONS (api_key E'k\r\nX-Injected: yes');
+ALTER USER MAPPING FOR regress_dalp_user SERVER good OPTIONS (SET api_key E'sm_dalp_user\n');
+CREATE SERVER bad FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url E'https://example.com/\r\nX-Injected: yes');
+CREATE SERVER bad FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'https://example.com', ca_file E'/tmp/ca\tfile');
+CREATE FOREIGN TABLE ft_bad (id text OPTIONS (json_path E'id\u007f')) SERVER good OPTIONS (resource 'events');
+
+-- plain http sends the key in clear: a non-superuser may use it only for
+-- the loopback (127.0.0.0/8, ::1, localhost)
+SET ROLE regress_dalp_user;
+CREATE SERVER user_http FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://example.com');
+CREATE SERVER user_http FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'HTTP://10.0.0.1:8080/dalp');
+CREATE SERVER user_http FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://127.0.0.1.example.com');
+CREATE SERVER user_http FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://localhost.example.com/');
+CREATE SERVER user_http FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://[::ffff:127.0.0.1]:8080');
+CREATE SERVER user_http FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://127.1');
+CREATE SERVER user_http FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://[::1');
+CREATE SERVER user_http1 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://127.0.0.1:8080');
+CREATE SERVER user_http2 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://127.45.6.7/dalp');
+CREATE SERVER user_http3 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://LocalHost');
+CREATE SERVER user_http4 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://[::1]:8080/');
+ALTER SERVER user_http1 OPTIONS (SET base_url 'http://example.com');
+ALTER SERVER user_http1 OPTIONS (SET base_url 'https://example.com');
+RESET ROLE;
+-- a superuser may point plain http anywhere
+CREATE SERVER su_http FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url 'http://example.com');
+DROP SERVER su_http;
+
 DROP SERVER user_srv CASCADE;
 DROP SERVER good CASCADE;
 DROP OWNED BY regress_dalp_user;

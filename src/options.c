@@ -10,9 +10,11 @@
  */
 #include "dalp_fdw.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <limits.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stddef.h>
 
 #include "access/reloptions.h"
@@ -210,8 +212,61 @@ parse_cost_option(DefElem *def)
 }
 
 /*
+ * Whether s holds a control character.  Option values travel in HTTP
+ * headers (api_key) and URLs (base_url): a CR or LF there would end the
+ * header line and smuggle in headers, or requests, of the value's choice.
+ */
+static bool
+has_control_char(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char) *s < 0x20 || *s == 0x7F)
+			return true;
+	return false;
+}
+
+/*
+ * Whether the host of a URL (what follows "scheme://") is the loopback:
+ * "localhost", an IPv4 address in 127.0.0.0/8 or [::1].  Any other
+ * spelling counts as remote.
+ */
+static bool
+is_loopback_host(const char *rest)
+{
+	char		host[INET6_ADDRSTRLEN + 1];
+	bool		bracketed = (*rest == '[');
+	const char *end;
+	size_t		len;
+	struct in_addr v4;
+	struct in6_addr v6;
+
+	if (bracketed)
+	{
+		end = strchr(++rest, ']');
+		if (end == NULL || (end[1] != '\0' && end[1] != ':' && end[1] != '/'))
+			return false;
+	}
+	else
+		end = rest + strcspn(rest, ":/");
+	len = end - rest;
+	if (len == 0 || len >= sizeof(host))
+		return false;
+	memcpy(host, rest, len);
+	host[len] = '\0';
+	if (bracketed)
+		return inet_pton(AF_INET6, host, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+	if (pg_strcasecmp(host, "localhost") == 0)
+		return true;
+	return inet_pton(AF_INET, host, &v4) == 1 &&
+		(ntohl(v4.s_addr) >> 24) == 127;
+}
+
+/*
  * base_url must be http(s), and must not carry credentials, a query or a
  * fragment: "/api/v2/..." is appended to it, and it appears in messages.
+ * Plain http sends the key in clear: only a superuser may point it at
+ * another host than the loopback (as only a superuser may turn verify_tls
+ * off).
  */
 static void
 check_base_url(DefElem *def)
@@ -222,7 +277,15 @@ check_base_url(DefElem *def)
 	if (pg_strncasecmp(url, "https://", 8) == 0)
 		rest = url + 8;
 	else if (pg_strncasecmp(url, "http://", 7) == 0)
+	{
 		rest = url + 7;
+		if (!superuser() && !is_loopback_host(rest))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("only superuser can set option \"base_url\" to a plain http URL of a host other than the loopback"),
+					 errdetail("Over http the API key crosses the network in clear."),
+					 errhint("Use an https URL.")));
+	}
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
@@ -263,6 +326,14 @@ check_one_option(DefElem *def, Oid context)
 						   valid_option_names(context))
 				 : errhint("dalp_fdw accepts no options in this context.")));
 	}
+
+	/* the value is not shown: it may be the key */
+	if (def->arg != NULL && has_control_char(defGetString(def)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must not contain control characters",
+						def->defname),
+				 errdetail("A carriage return or line feed in a value sent in an HTTP header or URL would add headers of its own.")));
 
 	switch (opt->kind)
 	{
@@ -413,6 +484,21 @@ apply_server_option(DefElem *def, DalpConnConfig *conf)
 }
 
 /*
+ * An option that the validator would refuse, stored by a version that did
+ * not check it: refused when used, before any request.  The value is not
+ * shown (it may be the key).
+ */
+static void
+refuse_stored_option(const char *option, const char *owner, const char *fix)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+			 errmsg("option \"%s\" of %s contains a control character",
+					option, owner),
+			 errhint("Run: %s;", fix)));
+}
+
+/*
  * Server settings with their documented defaults; no user mapping needed
  * (the planner costs paths with these).
  */
@@ -444,6 +530,11 @@ dalp_get_server_config(Oid serverid, DalpConnConfig *conf)
 
 	foreach(lc, server->options)
 		apply_server_option((DefElem *) lfirst(lc), conf);
+	if (conf->base_url != NULL && has_control_char(conf->base_url))
+		refuse_stored_option("base_url",
+							 psprintf("DALP server \"%s\"", conf->server_name),
+							 psprintf("ALTER SERVER %s OPTIONS (SET base_url 'https://...')",
+									  quote_identifier(conf->server_name)));
 }
 
 /*
@@ -499,6 +590,12 @@ dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf)
 		if (strcmp(def->defname, "api_key") == 0)
 			conf->api_key = defGetString(def);
 	}
+	if (conf->api_key != NULL && has_control_char(conf->api_key))
+		refuse_stored_option("api_key",
+							 psprintf("the user mapping for role \"%s\" on DALP server \"%s\"",
+									  GetUserNameFromId(userid, false), conf->server_name),
+							 psprintf("ALTER USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (SET api_key 'sm_dalp_...')",
+									  quote_identifier(conf->server_name)));
 	if (conf->api_key == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
