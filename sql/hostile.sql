@@ -32,6 +32,11 @@ SELECT pg_temp.sim_faults_json(json_build_object(
   'patch', json_build_object('pausable',
     json_build_object('paused', E'no\r\nLOG:  forged ' || repeat('y', 2000))::text)));
 SELECT paused FROM dalp.tokens WHERE address = :'acb';
+-- ... and in the message of the type's input function, which quotes it
+SELECT pg_temp.sim_faults_json(json_build_object(
+  'every', json_build_object('patch', 1), 'path_prefix', '/api/v2/tokens',
+  'patch', json_build_object('decimals', to_json(E'18\r\nLOG:  forged ' || repeat('z', 2000))::text)));
+SELECT decimals FROM dalp.tokens WHERE address = :'acb';
 SELECT pg_temp.sim_faults('{}');
 
 -- meta.total: a whole number from 0 to 2^53 (a string holding one too);

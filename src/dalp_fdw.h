@@ -236,6 +236,8 @@ extern DalpServerStats *dalp_stats_for(Oid serverid);
 #define DALP_MAX_API_COUNT	INT64CONST(9007199254740992)
 
 extern char *dalp_display_text(const char *s);
+extern Datum dalp_input_call(FmgrInfo *flinfo, char *text, Oid typioparam,
+							 int32 typmod);
 extern int64 dalp_api_count(const char *text, const char *what,
 							const char *display_path);
 extern int64 dalp_add_counts(int64 a, int64 b, const char *what);

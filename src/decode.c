@@ -1440,8 +1440,8 @@ text_datum(DalpColumnBinding *b, const char *text, ConversionContext *cc)
 		return CStringGetTextDatum(text);
 	if (b->conv != DALP_CONV_ARRAY)
 		check_text(b, b->basetypid, text);
-	return InputFunctionCall(&b->infunc, (char *) text, b->typioparam,
-							 b->typmod);
+	return dalp_input_call(&b->infunc, (char *) text, b->typioparam,
+						   b->typmod);
 }
 
 /*
@@ -1510,8 +1510,8 @@ node_datum(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
 								b->colname)));
 			text = array_literal(doc, v, b, cc);
 			cc->value = json_text(doc, v);
-			return InputFunctionCall(&b->infunc, text, b->typioparam,
-									 b->typmod);
+			return dalp_input_call(&b->infunc, text, b->typioparam,
+								   b->typmod);
 		case DALP_CONV_TEXT:
 			if (n->kind == JSON_STRING)
 			{

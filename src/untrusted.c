@@ -98,6 +98,36 @@ dalp_display_text(const char *s)
 }
 
 /*
+ * InputFunctionCall on text a server sent.  An input function's message
+ * (and detail) quote the text whole, as in 'invalid input syntax for type
+ * integer: "..."', so they are shown as dalp_display_text shows text.
+ */
+Datum
+dalp_input_call(FmgrInfo *flinfo, char *text, Oid typioparam, int32 typmod)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		result;
+
+	PG_TRY();
+	{
+		result = InputFunctionCall(flinfo, text, typioparam, typmod);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->message = dalp_display_text(edata->message);
+		edata->detail = dalp_display_text(edata->detail);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
  * A count the API sent (meta.total, a facet count) from the text of its
  * number: a whole number from 0 to DALP_MAX_API_COUNT, else an ERROR that
  * names the field (what) and the request.
