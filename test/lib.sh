@@ -13,6 +13,8 @@
 #   dalp_stop_sim [PORT] stop one simulator (default: the main one)
 #   dalp_stop_all        stop all that this process started, remove its temp dir
 #   dalp_atexit CMD [ARG...]  run CMD in dalp_stop_all (a script's own clean-up)
+#   dalp_init_tmpdir     make DALP_TMPDIR now, in a script that starts nothing
+#                        (the first start makes it otherwise)
 #   dalp_psql ARGS...    psql 15, no psqlrc, stop on the first error
 #   dalp_print_logs [N]  tail of the server log and the simulator logs
 #   dalp_log / dalp_warn / dalp_die MESSAGE
@@ -227,6 +229,8 @@ _dalp_pg_start() {
     dalp_die "PostgreSQL did not start (log tail above)"
   done
 }
+
+dalp_init_tmpdir() { _dalp_tmp_init; }
 
 dalp_start_cluster() {
   local port=$DALP_PGPORT dir data log

@@ -7,6 +7,9 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# this run's own files: DALP_TMPDIR is empty until made, and another run of
+# this test on the machine must not rewrite the script psql is reading
+dalp_init_tmpdir
 port=$((DALP_SIM_PORT + 23))
 rounds=600
 "$DALP_PYTHON" - "$port" "$rounds" <<'PY' &
@@ -62,7 +65,8 @@ class H(BaseHTTPRequestHandler):
 HTTPServer(("127.0.0.1", port), H).serve_forever()
 PY
 server_pid=$!
-trap 'kill "$server_pid" 2>/dev/null || true' EXIT
+stop_server() { kill "$server_pid" 2>/dev/null || true; }
+dalp_atexit stop_server
 sleep 1
 
 dalp_psql -q <<SQL
@@ -90,7 +94,8 @@ dalp_psql -q -c "DROP SERVER fuzz CASCADE"
 
 errors=$(grep -c '^psql:.*ERROR:' <<<"$out" || true)
 grep -q 'same_backend=t' <<<"$out" ||
-  dalp_die "the backend did not survive the mutated bodies: $(grep -m3 -E 'closed|terminat|FATAL|PANIC' <<<"$out")"
+  dalp_die "the backend did not survive the mutated bodies: $(grep -m3 -E 'closed|terminat|FATAL|PANIC' <<<"$out")" \
+    "(the last lines psql printed: $(tail -n 3 <<<"$out"))"
 if grep -qE 'terminated by signal|PANIC' "$DALP_PGLOG"; then
   dalp_die "the server log shows a crash: $(grep -m3 -E 'terminated by signal|PANIC' "$DALP_PGLOG")"
 fi
