@@ -28,6 +28,7 @@ REGRESS = \
 	handmade \
 	hostile \
 	import \
+	joins \
 	json_path \
 	ledger_security \
 	mirror \

@@ -199,6 +199,7 @@ typedef struct DalpHttpRequest DalpHttpRequest;
 extern DalpHttpRequest *dalp_http_start(const DalpConnConfig *conf,
 										const char *path);
 extern DalpHttpResult *dalp_http_wait(DalpHttpRequest *req);
+extern bool dalp_http_done(const DalpHttpRequest *req);
 extern void dalp_http_abandon(DalpHttpRequest *req);
 extern DalpHttpResult *dalp_http_get(const DalpConnConfig *conf,
 									 const char *path);
@@ -387,8 +388,13 @@ enum DalpScanPrivateIndex
 	DALP_PRIVATE_RELID,			/* Integer: the foreign table's OID */
 	DALP_PRIVATE_FACET,			/* String: facet field, or "" */
 	DALP_PRIVATE_LIMIT,			/* Integer: DALP_LIMIT_* flags */
-	DALP_PRIVATE_EVERY_ROW		/* Boolean: the planner expects every row to
+	DALP_PRIVATE_EVERY_ROW,		/* Boolean: the planner expects every row to
 								 * be read (no LIMIT above, no cursor) */
+	DALP_PRIVATE_OUTER,			/* List: a join's outer table, read first
+								 * (the same layout; its condition values
+								 * come first in fdw_exprs), or NIL */
+	DALP_PRIVATE_OUTER_KEY		/* Integer: a join's scan tuple position of
+								 * the outer column holding token addresses */
 };
 
 extern void dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
@@ -401,6 +407,12 @@ extern ForeignScan *dalp_get_foreign_plan(PlannerInfo *root,
 										  ForeignPath *best_path,
 										  List *tlist, List *scan_clauses,
 										  Plan *outer_plan);
+extern void dalp_get_foreign_join_paths(PlannerInfo *root,
+										RelOptInfo *joinrel,
+										RelOptInfo *outerrel,
+										RelOptInfo *innerrel,
+										JoinType jointype,
+										JoinPathExtraData *extra);
 extern void dalp_get_foreign_upper_paths(PlannerInfo *root,
 										 UpperRelationKind stage,
 										 RelOptInfo *input_rel,

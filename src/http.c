@@ -1189,6 +1189,16 @@ dalp_http_wait(DalpHttpRequest *req)
 	return res;
 }
 
+/*
+ * Has the request ended (its result waiting for dalp_http_wait)?  As of the
+ * last time requests made progress: in dalp_http_start or dalp_http_wait.
+ */
+bool
+dalp_http_done(const DalpHttpRequest *req)
+{
+	return req->state == DALP_REQ_DONE;
+}
+
 /* Cancel a request whose result is no longer wanted. */
 void
 dalp_http_abandon(DalpHttpRequest *req)

@@ -79,6 +79,24 @@ typedef struct DalpUpperInfo
 	RelOptInfo *baserel;
 } DalpUpperInfo;
 
+/*
+ * A join of two DALP tables read as one scan, in joinrel->fdw_private: the
+ * outer table first, whose rows name tokens, then the inner, a per-token
+ * table, for each of those tokens at once (scan.c).
+ */
+typedef struct DalpJoinInfo
+{
+	RelOptInfo *outerrel;
+	RelOptInfo *innerrel;
+	Var		   *outer_key;		/* the outer column holding token addresses */
+	Var		   *inner_key;		/* the inner table's token_address */
+	List	   *quals;			/* RestrictInfos checked on the joined rows */
+} DalpJoinInfo;
+
+static ForeignScan *make_join_plan(PlannerInfo *root, RelOptInfo *joinrel,
+								   List *tlist, Plan *outer_plan,
+								   DalpScanMode mode, const char *facet);
+
 /* What an upper path computes: its ForeignPath's fdw_private. */
 enum DalpUpperPrivateIndex
 {
@@ -913,6 +931,9 @@ scan_private(PlannerInfo *root, DalpRelInfo *info, List *conds,
 	result = lappend(result, makeInteger(limit_flags));
 	/* 0: no LIMIT above, not a cursor's fast-start plan (see scan.c) */
 	result = lappend(result, makeBoolean(root->tuple_fraction == 0.0));
+	/* a join sets these (make_join_plan) */
+	result = lappend(result, NIL);
+	result = lappend(result, makeInteger(0));
 	return result;
 }
 
@@ -976,15 +997,20 @@ make_upper_plan(PlannerInfo *root, RelOptInfo *upperrel,
 				ForeignPath *best_path, List *tlist, Plan *outer_plan)
 {
 	DalpUpperInfo *uinfo = (DalpUpperInfo *) upperrel->fdw_private;
-	DalpRelInfo *info = (DalpRelInfo *) uinfo->baserel->fdw_private;
+	DalpRelInfo *info;
 	List	   *path_private = best_path->fdw_private;
 	int			mode = intVal(list_nth(path_private, DALP_UPPER_MODE));
-	List	   *values = list_copy(info->cond_values);
+	List	   *values;
 	List	   *scan_tlist;
 	List	   *attnums;
 	List	   *fdw_private;
 	int			limit_flags = 0;
 
+	if (IS_JOIN_REL(uinfo->baserel))
+		return make_join_plan(root, uinfo->baserel, tlist, outer_plan, mode,
+							  strVal(list_nth(path_private, DALP_UPPER_FACET)));
+	info = (DalpRelInfo *) uinfo->baserel->fdw_private;
+	values = list_copy(info->cond_values);
 	scan_tlist = upper_scan_tlist(tlist, &attnums);
 
 	if (mode == DALP_MODE_ROWS)
@@ -1012,6 +1038,86 @@ make_upper_plan(PlannerInfo *root, RelOptInfo *upperrel,
 							scan_tlist, NIL, outer_plan);
 }
 
+/*
+ * A join's scan tuple: the two token columns, then the Vars of the join's
+ * target and of the conditions checked on the joined rows; attnums of
+ * each table by position (0 where the position is the other table's).
+ */
+static List *
+join_scan_tlist(RelOptInfo *joinrel, DalpJoinInfo *ji, List *quals,
+				List **outer_attnums, List **inner_attnums)
+{
+	List	   *scan_tlist;
+	ListCell   *lc;
+
+	scan_tlist = add_to_flat_tlist(NIL, list_make2(ji->outer_key, ji->inner_key));
+	scan_tlist = add_to_flat_tlist(scan_tlist,
+								   pull_var_clause((Node *) joinrel->reltarget->exprs, 0));
+	scan_tlist = add_to_flat_tlist(scan_tlist, pull_var_clause((Node *) quals, 0));
+	*outer_attnums = *inner_attnums = NIL;
+	foreach(lc, scan_tlist)
+	{
+		Var		   *var = (Var *) ((TargetEntry *) lfirst(lc))->expr;
+		bool		outer = var->varno == ji->outerrel->relid;
+
+		*outer_attnums = lappend_int(*outer_attnums, outer ? var->varattno : 0);
+		*inner_attnums = lappend_int(*inner_attnums, outer ? 0 : var->varattno);
+	}
+	return scan_tlist;
+}
+
+/*
+ * The plan of a join (see DalpJoinInfo), or of a count over one (mode
+ * DALP_MODE_COUNT or DALP_MODE_FACETS): fdw_private describes the inner
+ * table and holds the outer one's (DALP_PRIVATE_OUTER); fdw_exprs are the
+ * outer table's condition values, then the inner one's.
+ */
+static ForeignScan *
+make_join_plan(PlannerInfo *root, RelOptInfo *joinrel, List *tlist,
+			   Plan *outer_plan, DalpScanMode mode, const char *facet)
+{
+	DalpJoinInfo *ji = (DalpJoinInfo *) joinrel->fdw_private;
+	DalpRelInfo *oi = (DalpRelInfo *) ji->outerrel->fdw_private;
+	DalpRelInfo *ii = (DalpRelInfo *) ji->innerrel->fdw_private;
+	List	   *quals = NIL;
+	List	   *outer_attnums = NIL;
+	List	   *inner_attnums;
+	List	   *scan_tlist;
+	List	   *fdw_private;
+	int			key_position = 1;
+
+	if (mode == DALP_MODE_ROWS)
+	{
+		quals = extract_actual_clauses(ji->quals, false);
+		scan_tlist = join_scan_tlist(joinrel, ji, quals, &outer_attnums,
+									 &inner_attnums);
+	}
+	else
+	{
+		/* the count (and grouped column), then the outer rows' token */
+		scan_tlist = upper_scan_tlist(tlist, &inner_attnums);
+		for (int i = 0; i < list_length(scan_tlist); i++)
+			outer_attnums = lappend_int(outer_attnums, 0);
+		key_position = list_length(scan_tlist) + 1;
+		scan_tlist = lappend(scan_tlist,
+							 makeTargetEntry((Expr *) ji->outer_key,
+											 key_position, NULL, true));
+		inner_attnums = lappend_int(inner_attnums, 0);
+		outer_attnums = lappend_int(outer_attnums, ji->outer_key->varattno);
+	}
+	fdw_private = scan_private(root, ii, ii->conds, inner_attnums, "", mode,
+							   facet, 0);
+	lfirst(list_nth_cell(fdw_private, DALP_PRIVATE_OUTER)) =
+		scan_private(root, oi, oi->conds, outer_attnums, "", DALP_MODE_ROWS,
+					 "", 0);
+	lfirst(list_nth_cell(fdw_private, DALP_PRIVATE_OUTER_KEY)) =
+		makeInteger(key_position);
+
+	return make_foreignscan(tlist, quals, 0,
+							list_concat(list_copy(oi->cond_values), ii->cond_values),
+							fdw_private, scan_tlist, NIL, outer_plan);
+}
+
 ForeignScan *
 dalp_get_foreign_plan(PlannerInfo *root, RelOptInfo *foreignrel,
 					  Oid foreigntableid, ForeignPath *best_path,
@@ -1019,8 +1125,205 @@ dalp_get_foreign_plan(PlannerInfo *root, RelOptInfo *foreignrel,
 {
 	if (IS_UPPER_REL(foreignrel))
 		return make_upper_plan(root, foreignrel, best_path, tlist, outer_plan);
+	if (IS_JOIN_REL(foreignrel))
+		return make_join_plan(root, foreignrel, tlist, outer_plan,
+							  DALP_MODE_ROWS, "");
 	return make_base_plan(root, foreignrel, best_path, tlist, scan_clauses,
 						  outer_plan);
+}
+
+/* Does this column hold token addresses (a per-token table's key)? */
+static bool
+column_is_token_key(const DalpResourceDef *res, const DalpColumnDef *col)
+{
+	return col->kind == DALP_VALUE_TOKEN ||
+		(res == dalp_resource_lookup("tokens") &&
+		 strcmp(col->name, res->item_key_column) == 0);
+}
+
+/*
+ * Is the clause "outer token column = inner token_address" (text equality
+ * by a deterministic collation, so that it means the same token)?  Sets
+ * the two Vars.
+ */
+static bool
+is_token_join_clause(Expr *clause, RelOptInfo *o, RelOptInfo *i,
+					 Var **outer_key, Var **inner_key)
+{
+	OpExpr	   *op = (OpExpr *) clause;
+	Var		   *l;
+	Var		   *r;
+	const DalpColumnDef *ocol;
+	const DalpColumnDef *icol;
+
+	if (!IsA(clause, OpExpr) || op->opno != TextEqualOperator ||
+		list_length(op->args) != 2 || !OidIsValid(op->inputcollid) ||
+		!get_collation_isdeterministic(op->inputcollid))
+		return false;
+	l = (Var *) strip_implicit_coercions(linitial(op->args));
+	r = (Var *) strip_implicit_coercions(lsecond(op->args));
+	if (!IsA(l, Var) || !IsA(r, Var))
+		return false;
+	if (l->varno == i->relid)
+	{
+		Var		   *t = l;
+
+		l = r;
+		r = t;
+	}
+	ocol = column_of_var((Expr *) l, o, (DalpRelInfo *) o->fdw_private);
+	icol = column_of_var((Expr *) r, i, (DalpRelInfo *) i->fdw_private);
+	if (ocol == NULL || icol == NULL || l->vartype != TEXTOID ||
+		r->vartype != TEXTOID || icol->kind != DALP_VALUE_TOKEN ||
+		!column_is_token_key(((DalpRelInfo *) o->fdw_private)->res, ocol))
+		return false;
+	*outer_key = l;
+	*inner_key = r;
+	return true;
+}
+
+/* Only plain columns of the two tables: what the scan tuple can hold. */
+static bool
+only_plain_columns(Node *node, Relids relids)
+{
+	ListCell   *lc;
+
+	foreach(lc, pull_var_clause(node, PVC_INCLUDE_PLACEHOLDERS))
+	{
+		Var		   *var = (Var *) lfirst(lc);
+
+		if (!IsA(var, Var) || var->varattno <= 0 ||
+			!bms_is_member(var->varno, relids))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Can the join be read with o first, naming the tokens, and i, a per-token
+ * table with no token of its own, read for each of them?  Among the join
+ * clauses there must be o's token column = i.token_address; the others,
+ * and i's conditions the API cannot evaluate, are checked on the joined
+ * rows.  o's rows must all be kept: a condition on them that the API
+ * cannot evaluate keeps the join local.
+ */
+static DalpJoinInfo *
+join_info(RelOptInfo *joinrel, RelOptInfo *o, RelOptInfo *i,
+		  List *restrictlist)
+{
+	DalpRelInfo *oi = (DalpRelInfo *) o->fdw_private;
+	DalpRelInfo *ii = (DalpRelInfo *) i->fdw_private;
+	DalpJoinInfo *ji;
+	ListCell   *lc;
+
+	if (o->reloptkind != RELOPT_BASEREL || i->reloptkind != RELOPT_BASEREL ||
+		oi == NULL || ii == NULL || oi->local_clauses != NIL ||
+		!dalp_resource_is_per_token(ii->res) || ii->table_token != NULL ||
+		pins_one_token(ii->conds))
+		return NULL;
+	ji = palloc0(sizeof(DalpJoinInfo));
+	ji->outerrel = o;
+	ji->innerrel = i;
+	foreach(lc, restrictlist)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+
+		if (ji->outer_key == NULL &&
+			is_token_join_clause(rinfo->clause, o, i, &ji->outer_key,
+								 &ji->inner_key))
+			continue;
+		ji->quals = lappend(ji->quals, rinfo);
+	}
+	ji->quals = list_concat(ji->quals, ii->local_clauses);
+	if (ji->outer_key == NULL ||
+		!only_plain_columns((Node *) joinrel->reltarget->exprs, joinrel->relids) ||
+		!only_plain_columns((Node *) extract_actual_clauses(ji->quals, false),
+							joinrel->relids))
+		return NULL;
+	return ji;
+}
+
+/*
+ * The cost of a join (DalpJoinInfo): the outer scan, then the inner
+ * table's pages for each token, concurrency at a time.
+ */
+static void
+estimate_join_cost(RelOptInfo *joinrel, DalpJoinInfo *ji, Cost *startup,
+				   Cost *total)
+{
+	DalpRelInfo *oi = (DalpRelInfo *) ji->outerrel->fdw_private;
+	DalpRelInfo *ii = (DalpRelInfo *) ji->innerrel->fdw_private;
+	bool		outer_per_token = dalp_resource_is_per_token(oi->res);
+	double		tokens;
+	double		rows_per_token = ii->remote_rows / DEFAULT_TOKEN_COUNT;
+	double		requests;
+	Cost		outer_startup;
+	Cost		outer_total;
+	QualCost	quals;
+
+	estimate_cost(oi, ji->outerrel, oi->remote_rows,
+				  oi->single_stream ? 1 : DEFAULT_TOKEN_COUNT + 1,
+				  &outer_startup, &outer_total);
+	/* a tokens row names one token; a per-token table's rows, their tokens */
+	tokens = !outer_per_token ? ji->outerrel->rows :
+		oi->single_stream ? 1 : DEFAULT_TOKEN_COUNT;
+	requests = tokens * Max(1.0, ceil(rows_per_token / ii->conf.page_size));
+	cost_qual_eval(&quals, extract_actual_clauses(ji->quals, false), NULL);
+
+	*startup = outer_total + ii->conf.fdw_request_cost;
+	*total = outer_total +
+		ii->conf.fdw_request_cost * ceil(requests / ii->conf.concurrency) +
+		(ii->conf.fdw_tuple_cost + cpu_tuple_cost) * tokens * rows_per_token +
+		(quals.per_tuple + cpu_tuple_cost) * joinrel->rows;
+}
+
+/*
+ * GetForeignJoinPaths: a join of two DALP tables of one server on
+ * token_address (tokens to any per-token table, or two per-token tables),
+ * read as one scan (DalpJoinInfo) instead of a nested loop whose inner scans
+ * run one outer token after the other.  Inner joins only, and only with
+ * dalp_fdw.pushdown on.
+ */
+void
+dalp_get_foreign_join_paths(PlannerInfo *root, RelOptInfo *joinrel,
+							RelOptInfo *outerrel, RelOptInfo *innerrel,
+							JoinType jointype, JoinPathExtraData *extra)
+{
+	DalpJoinInfo *ji;
+	DalpJoinInfo *other;
+	Cost		startup;
+	Cost		total;
+	Cost		other_startup;
+	Cost		other_total;
+
+	/* considered once per join relation, in whichever order it comes */
+	if (joinrel->fdw_private != NULL || jointype != JOIN_INNER ||
+		!dalp_pushdown_enabled || root->parse->rowMarks != NIL ||
+		!bms_is_empty(joinrel->lateral_relids))
+		return;
+	/* either table may name the tokens of the other: the cheaper way */
+	ji = join_info(joinrel, outerrel, innerrel, extra->restrictlist);
+	other = join_info(joinrel, innerrel, outerrel, extra->restrictlist);
+	if (ji)
+		estimate_join_cost(joinrel, ji, &startup, &total);
+	if (other)
+		estimate_join_cost(joinrel, other, &other_startup, &other_total);
+	if (other && (ji == NULL || other_total < total))
+	{
+		ji = other;
+		startup = other_startup;
+		total = other_total;
+	}
+	if (ji == NULL)
+		return;
+	joinrel->fdw_private = ji;
+	add_path(joinrel, (Path *)
+			 create_foreign_join_path(root, joinrel, NULL, joinrel->rows,
+									  startup, total, NIL, NULL, NULL,
+#if PG_VERSION_NUM >= 170000
+									  NIL,
+#endif
+									  NIL));
 }
 
 /* Can everything about the base relation be left to the API? */
@@ -1039,16 +1342,31 @@ static void
 add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 				   RelOptInfo *grouped_rel, GroupPathExtraData *extra)
 {
-	DalpRelInfo *info = (DalpRelInfo *) input_rel->fdw_private;
+	RelOptInfo *rel = input_rel;	/* the table whose rows are counted */
+	DalpJoinInfo *ji = NULL;
+	DalpRelInfo *info;
 	Query	   *parse = root->parse;
 	PathTarget *target = grouped_rel->reltarget;
 	const DalpColumnDef *facet = NULL;
 	double		rows = 1;
-	double		streams = info->single_stream ? 1 : DEFAULT_TOKEN_COUNT + 1;
+	double		streams;
 	ListCell   *lc;
 	Cost		startup;
 	Cost		total;
 
+	/*
+	 * A join (DalpJoinInfo) with nothing to check on its rows: the inner
+	 * table's rows, each counted once per outer row of its token (scan.c).
+	 */
+	if (IS_JOIN_REL(input_rel))
+	{
+		ji = (DalpJoinInfo *) input_rel->fdw_private;
+		if (ji == NULL || ji->quals != NIL)
+			return;
+		rel = ji->innerrel;
+	}
+	info = (DalpRelInfo *) rel->fdw_private;
+	streams = info->single_stream ? 1 : DEFAULT_TOKEN_COUNT + 1;
 	if (!base_fully_pushed(info) || parse->groupingSets || parse->hasWindowFuncs ||
 		extra->havingQual != NULL || list_length(parse->groupClause) > 1)
 		return;
@@ -1058,7 +1376,7 @@ add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 		SortGroupClause *sgc = linitial(parse->groupClause);
 		TargetEntry *tle = get_sortgroupclause_tle(sgc, parse->targetList);
 
-		facet = column_of_var(tle->expr, input_rel, info);
+		facet = column_of_var(tle->expr, rel, info);
 		if (facet == NULL || !facet->facet)
 			return;
 
@@ -1085,13 +1403,16 @@ add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 				return;
 		}
 		else if (contain_var_clause((Node *) expr) &&
-				 (facet == NULL || column_of_var(expr, input_rel, info) != facet))
+				 (facet == NULL || column_of_var(expr, rel, info) != facet))
 			return;
 	}
 
 	/* one request per stream; the rows are the groups, no more than the rows */
 	rows = Min(rows, info->remote_rows);
-	estimate_cost(info, input_rel, rows, streams, &startup, &total);
+	if (ji)
+		startup = total = input_rel->cheapest_total_path->total_cost;
+	else
+		estimate_cost(info, rel, rows, streams, &startup, &total);
 
 	/*
 	 * A count asks each stream for one item where a scan fetches every row,
@@ -1195,7 +1516,7 @@ dalp_get_foreign_upper_paths(PlannerInfo *root, UpperRelationKind stage,
 	switch (stage)
 	{
 		case UPPERREL_GROUP_AGG:
-			if (input_rel->reloptkind == RELOPT_BASEREL)
+			if (input_rel->reloptkind == RELOPT_BASEREL || IS_JOIN_REL(input_rel))
 				add_aggregate_path(root, input_rel, output_rel,
 								   (GroupPathExtraData *) extra);
 			break;

@@ -24,6 +24,7 @@
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "common/hashfn.h"
+#include "common/int.h"
 #include "common/pg_prng.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
@@ -57,6 +58,13 @@ typedef struct DalpCounts
 /* All zeroes is an empty DalpCounts (read_all_pages zeroes its *arg). */
 #define DALP_COUNTS_EMPTY {NULL, NIL, NULL}
 
+/* A join's outer rows naming one token, consecutive in the outer scan. */
+typedef struct JoinGroup
+{
+	char	   *token;
+	int64		rows;
+} JoinGroup;
+
 /* One stream: a token (or none) with one variant of the filters. */
 typedef struct DalpStream
 {
@@ -87,8 +95,9 @@ typedef struct DalpScanState
 	const DalpResourceDef *res;
 	char	   *table_token;	/* token_address table option, or NULL */
 	List	   *conds;			/* DalpCond * */
-	List	   *cond_states;	/* ExprState *: the condition values, then
-								 * LIMIT and OFFSET */
+	List	   *exprs;			/* Expr *: the condition values, then LIMIT
+								 * and OFFSET (for EXPLAIN) */
+	List	   *cond_states;	/* ExprState *: the same, ready to run */
 	int			limit_flags;	/* DALP_LIMIT_* */
 	bool		every_row;		/* the planner expects every row read */
 	DalpScanMode mode;
@@ -136,6 +145,20 @@ typedef struct DalpScanState
 	Tuplestorestate *held;		/* its rows not yet returned, or NULL */
 	TupleTableSlot *held_slot;	/* reads them back */
 
+	/* a join (plan.c, DalpJoinInfo): this state reads its inner table */
+	struct DalpScanState *outer;	/* its outer table, or NULL */
+	int			outer_key;		/* scan tuple index of the outer token column */
+	Tuplestorestate *outer_rows;	/* the outer rows, group after group */
+	TupleTableSlot *outer_slot; /* reads them back */
+	List	   *groups;			/* JoinGroup *, in the outer rows' order */
+	int			next_group;		/* index of the first group not reached */
+	JoinGroup  *group;			/* the current inner row's */
+	bool		group_read;		/* the outer rows' reader is at the group's
+								 * end, not its start */
+	int64		replay;			/* its rows still to join to the inner row */
+	Datum	   *inner_values;	/* the current inner row */
+	bool	   *inner_nulls;
+
 	DalpServerStats *stats;		/* this backend's counters for the server */
 
 	/* for EXPLAIN ANALYZE */
@@ -147,6 +170,7 @@ typedef struct DalpScanState
 } DalpScanState;
 
 static void fill_pipeline(DalpScanState *st);
+static List *read_outer(ForeignScanState *node, DalpScanState *st);
 
 static uint64 counts_seed = 0;
 
@@ -451,11 +475,12 @@ intersect_tokens(List *tokens, List *others, bool *constrained)
  * Work out, from the conditions' current values, the tokens to read, the
  * filter variants, the item key and the search value.  values[i]/nulls[i]
  * are the values of conds (NULL values for conditions skipped: estimates
- * pass only constants).  Returns false when no row can match.
+ * pass only constants).  given_tokens (a pinned token, a join's outer
+ * tokens) come first, in their order.  Returns false when no row can match.
  */
 static bool
 plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
-			  const char *table_token, bool *tokens_constrained,
+			  List *given_tokens, bool *tokens_constrained,
 			  List **tokens, List **variants, char **item_key)
 {
 	bool		constrained = false;
@@ -467,9 +492,8 @@ plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 	*tokens = NIL;
 	*variants = list_make1(none);
 	*item_key = NULL;
-	if (table_token)
-		*tokens = intersect_tokens(*tokens, list_make1(makeString((char *) table_token)),
-								   &constrained);
+	if (given_tokens != NIL)
+		*tokens = intersect_tokens(*tokens, given_tokens, &constrained);
 
 	foreach(lc, conds)
 	{
@@ -557,8 +581,9 @@ dalp_cond_constant_filters(const DalpResourceDef *res, List *conds,
 			skip[i] = true;
 		i++;
 	}
-	if (!plan_requests(conds, datums, nulls, skip, table_token, &constrained,
-					   token_values, &variants, &item_key))
+	if (!plan_requests(conds, datums, nulls, skip,
+					   table_token ? list_make1(makeString((char *) table_token)) : NIL,
+					   &constrained, token_values, &variants, &item_key))
 		return false;
 	/* several variants: the first one's total is an estimate of the order */
 	*filters = ((DalpVariant *) linitial(variants))->filters;
@@ -711,20 +736,24 @@ ledger_held_still(DalpScanState *st, const DalpResourceDef *res,
 	return true;
 }
 
-static void
-dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
+/*
+ * The state of one table's part of a scan, from its fdw_private (a join's
+ * outer table has its own, DALP_PRIVATE_OUTER).  exprs are its condition
+ * values, then LIMIT and OFFSET.
+ */
+static DalpScanState *
+begin_table(ForeignScanState *node, List *priv, List *exprs, Oid userid,
+			bool explain_only)
 {
 	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
 	EState	   *estate = node->ss.ps.state;
-	List	   *priv = fsplan->fdw_private;
 	DalpScanState *st = palloc0(sizeof(DalpScanState));
 	Oid			relid = (Oid) intVal(list_nth(priv, DALP_PRIVATE_RELID));
 	Relation	rel;
-	Oid			userid;
 
-	node->fdw_state = st;
 	st->res = dalp_table_resource(relid, &st->table_token);
 	st->conds = dalp_conds_from_private(st->res, list_nth(priv, DALP_PRIVATE_CONDS));
+	st->exprs = exprs;
 	st->attnums = list_nth(priv, DALP_PRIVATE_ATTRS);
 	st->sort = strVal(list_nth(priv, DALP_PRIVATE_SORT));
 	if (st->sort[0] == '\0')
@@ -735,28 +764,14 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	st->every_row = boolVal(list_nth(priv, DALP_PRIVATE_EVERY_ROW));
 	dalp_get_server_config(GetForeignTable(relid)->serverid, &st->conf);
 
-	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
-		return;
+	if (explain_only)
+		return st;
 
-#if PG_VERSION_NUM >= 160000
-	userid = OidIsValid(fsplan->checkAsUser) ? fsplan->checkAsUser : GetUserId();
-#else
-	{
-		RangeTblEntry *rte;
-		int			rtindex = fsplan->scan.scanrelid;
-
-		/* an upper-relation scan has no scanrelid: use the base relation's */
-		if (rtindex == 0)
-			rtindex = bms_next_member(fsplan->fs_relids, -1);
-		rte = exec_rt_fetch(rtindex, estate);
-		userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-	}
-#endif
 	dalp_get_conn_config(st->conf.serverid, userid, &st->conf);
 	dalp_apply_table_options(relid, &st->conf);
 	st->stats = dalp_stats_for(st->conf.serverid);
 
-	/* a base scan fills the table's columns; an upper scan its scan tuple */
+	/* a base scan fills the table's columns; others their scan tuple */
 	if (fsplan->scan.scanrelid > 0)
 		st->bindings = dalp_make_bindings(node->ss.ss_currentRelation, st->res,
 										  st->attnums, NIL, &st->nbindings);
@@ -776,7 +791,7 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 										  &st->nbindings);
 		table_close(rel, NoLock);
 	}
-	st->cond_states = ExecInitExprList(fsplan->fdw_exprs, (PlanState *) node);
+	st->cond_states = ExecInitExprList(exprs, (PlanState *) node);
 	if (st->res->id_field && st->res->is_collection)
 	{
 		char	   *fields = pstrdup(st->res->id_field);
@@ -802,6 +817,51 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 		st->ids_cxt[i] = AllocSetContextCreate(estate->es_query_cxt,
 											   "dalp_fdw page ids",
 											   ALLOCSET_SMALL_SIZES);
+	return st;
+}
+
+static void
+dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+	List	   *priv = fsplan->fdw_private;
+	List	   *outer = list_nth(priv, DALP_PRIVATE_OUTER);
+	List	   *exprs = fsplan->fdw_exprs;
+	bool		explain_only = (eflags & EXEC_FLAG_EXPLAIN_ONLY) != 0;
+	DalpScanState *outer_state = NULL;
+	DalpScanState *st;
+	Oid			userid = InvalidOid;
+
+	if (!explain_only)
+	{
+#if PG_VERSION_NUM >= 160000
+		userid = OidIsValid(fsplan->checkAsUser) ? fsplan->checkAsUser : GetUserId();
+#else
+		RangeTblEntry *rte;
+		int			rtindex = fsplan->scan.scanrelid;
+
+		/* a join or upper-relation scan has no scanrelid: use a base relation's */
+		if (rtindex == 0)
+			rtindex = bms_next_member(fsplan->fs_relids, -1);
+		rte = exec_rt_fetch(rtindex, node->ss.ps.state);
+		userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+#endif
+	}
+
+	/* a join: the outer table's condition values come first */
+	if (outer != NIL)
+	{
+		int			nouter = list_length(list_nth(outer, DALP_PRIVATE_CONDS));
+
+		outer_state = begin_table(node, outer,
+								  list_truncate(list_copy(exprs), nouter),
+								  userid, explain_only);
+		exprs = list_copy_tail(exprs, nouter);
+	}
+	st = begin_table(node, priv, exprs, userid, explain_only);
+	st->outer = outer_state;
+	st->outer_key = intVal(list_nth(priv, DALP_PRIVATE_OUTER_KEY)) - 1;
+	node->fdw_state = st;
 }
 
 /*
@@ -976,6 +1036,7 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 	int			nconds = list_length(st->conds);
 	Datum	   *values = palloc0(sizeof(Datum) * Max(nconds, 1));
 	bool	   *nulls = palloc0(sizeof(bool) * Max(nconds, 1));
+	List	   *given = NIL;
 	List	   *tokens;
 	List	   *variants;
 	bool		constrained;
@@ -997,7 +1058,16 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 	}
 	if (st->limit == 0)
 		return false;
-	if (!plan_requests(st->conds, values, nulls, NULL, st->table_token,
+	if (st->outer)
+	{
+		/* a join: the tokens of the outer rows */
+		given = read_outer(node, st);
+		if (given == NIL)
+			return false;
+	}
+	else if (st->table_token)
+		given = list_make1(makeString(st->table_token));
+	if (!plan_requests(st->conds, values, nulls, NULL, given,
 					   &constrained, &tokens, &variants, &st->item_key))
 		return false;
 
@@ -1086,26 +1156,46 @@ launch(DalpScanState *st, int stream_index, int64 offset)
 }
 
 /*
- * Keep up to st->window requests in flight: the next pages of streams whose
- * extent is known (from meta.total), then first pages of later streams.
+ * Keep up to st->window requests in flight: the next pages of the current
+ * stream (its extent known from meta.total), then first pages of later
+ * streams.  Where every row is wanted, a page that has arrived but is not
+ * consumed yet holds no slot, so that later streams' first pages, arrived
+ * early, cannot keep the current stream's pages waiting; they may wait no
+ * more than the window in number, the current stream's pages twice that,
+ * so that memory stays bounded.  Where a LIMIT may stop the scan, every
+ * page not consumed holds a slot.
  */
 static void
 fill_pipeline(DalpScanState *st)
 {
-	for (int s = st->cur_stream; s < st->nstreams &&
-		 list_length(st->pending) < st->window; s++)
+	int			busy = 0;
+	ListCell   *lc;
+
+	foreach(lc, st->pending)
+		busy += !st->every_row || !dalp_http_done(((DalpPending *) lfirst(lc))->req);
+	for (int s = st->cur_stream; s < st->nstreams && busy < st->window; s++)
 	{
 		DalpStream *stream = &st->streams[s];
+		int			waiting = (st->every_row && s == st->cur_stream) ?
+			2 * st->window : st->window;
 
 		if (stream->finished)
 			continue;
 		if (!stream->started)
+		{
+			if (list_length(st->pending) >= waiting)
+				break;
 			launch(st, s, stream->next_offset);
+			busy++;
+		}
 		while (stream->extent >= 0 && !stream_is_single(st) &&
 			   stream->next_offset < stream->extent &&
 			   (stream->end < 0 || stream->next_offset < stream->end) &&
-			   list_length(st->pending) < st->window)
+			   busy < st->window && list_length(st->pending) < waiting)
+		{
 			launch(st, s, stream->next_offset);
+			busy++;
+		}
 	}
 }
 
@@ -1375,9 +1465,11 @@ return_row(DalpScanState *st, TupleTableSlot *slot)
 	return slot;
 }
 
+/* The next row into slot, or slot empty when there is none. */
 static TupleTableSlot *
 iterate_rows(DalpScanState *st, TupleTableSlot *slot)
 {
+	ExecClearTuple(slot);
 	while (!st->exhausted)
 	{
 		if (st->held)
@@ -1402,6 +1494,167 @@ iterate_rows(DalpScanState *st, TupleTableSlot *slot)
 			hold_stream(st, slot);
 	}
 	return slot;
+}
+
+/*
+ * A join's outer rows, all read first (DalpJoinInfo in plan.c), with the
+ * tokens they name as groups of consecutive rows: a tokens row names one
+ * token, a per-token table's rows come token by token.  The rows are kept
+ * for DALP_MODE_ROWS, in memory up to work_mem, then in a temporary file.
+ * Returns the tokens to read, in group order; an address that cannot be
+ * DALP's is left out, as it matches nothing (see cond_texts).
+ */
+static List *
+read_outer(ForeignScanState *node, DalpScanState *st)
+{
+	DalpScanState *o = st->outer;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	JoinGroup  *group = NULL;
+	List	   *tokens = NIL;
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		any;
+
+	if (st->mode == DALP_MODE_ROWS)
+	{
+		st->outer_rows = tuplestore_begin_heap(false, false, work_mem);
+		/* read pointer 1 marks the start of the current group */
+		tuplestore_alloc_read_pointer(st->outer_rows, EXEC_FLAG_REWIND);
+	}
+	/* every outer row is read before the first joined row is made */
+	o->every_row = true;
+	MemoryContextSwitchTo(o->exec_cxt);
+	any = start_execution(node, o);
+	MemoryContextSwitchTo(cxt);
+	while (any)
+	{
+		char	   *token;
+
+		/* not inside TupIsNull(), which evaluates its argument twice */
+		iterate_rows(o, slot);
+		if (TupIsNull(slot))
+			break;
+
+		if (slot->tts_isnull[st->outer_key])
+			continue;
+		token = TextDatumGetCString(slot->tts_values[st->outer_key]);
+		if (group == NULL || strcmp(group->token, token) != 0)
+		{
+			group = palloc0(sizeof(JoinGroup));
+			group->token = token;
+			st->groups = lappend(st->groups, group);
+			if (is_dalp_hex(token))
+				tokens = lappend(tokens, makeString(token));
+		}
+		group->rows++;
+		if (st->outer_rows)
+			tuplestore_puttupleslot(st->outer_rows, slot);
+	}
+	ExecClearTuple(slot);
+	return tokens;
+}
+
+/*
+ * Make the group of this token the current one: the inner streams come in
+ * the groups' order, so the outer rows' reader skips the groups before it
+ * (tokens with no inner row), and read pointer 1 marks its start.
+ */
+static void
+reach_group(DalpScanState *st, const char *token)
+{
+	while (st->group == NULL || strcmp(st->group->token, token) != 0)
+	{
+		/* the reader is at the start of a group that no inner row joined */
+		if (st->group != NULL && !st->group_read && st->outer_rows)
+			for (int64 i = 0; i < st->group->rows; i++)
+				tuplestore_advance(st->outer_rows, true);
+		Assert(st->next_group < list_length(st->groups));
+		st->group = list_nth(st->groups, st->next_group++);
+		st->group_read = false;
+	}
+}
+
+/*
+ * n rows of the current stream as a join counts them: each once per outer
+ * row of its token (a table alone: n).
+ */
+static int64
+joined_count(DalpScanState *st, int64 n, const char *what)
+{
+	int64		result;
+
+	if (st->outer == NULL)
+		return n;
+	reach_group(st, st->streams[st->cur_stream].token);
+	if (pg_mul_s64_overflow(n, st->group->rows, &result))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("the count the DALP API returned for %s, times the joined rows, exceeds " INT64_FORMAT,
+						what, PG_INT64_MAX)));
+	return result;
+}
+
+/*
+ * A joined row: the next outer row of the current group, with the inner
+ * row's columns.
+ */
+static TupleTableSlot *
+next_joined_row(DalpScanState *st, TupleTableSlot *slot)
+{
+	int			natts = slot->tts_tupleDescriptor->natts;
+	int			outer_natts = list_length(st->outer->attnums);
+
+	if (!tuplestore_gettupleslot(st->outer_rows, true, false, st->outer_slot))
+		elog(ERROR, "dalp_fdw: a join's outer rows ended before their group");
+	st->replay--;
+	slot_getallattrs(st->outer_slot);
+	ExecClearTuple(slot);
+	for (int a = 0; a < natts; a++)
+	{
+		bool		from_outer = a < outer_natts &&
+			list_nth_int(st->outer->attnums, a) > 0;
+
+		slot->tts_values[a] = from_outer ? st->outer_slot->tts_values[a] : st->inner_values[a];
+		slot->tts_isnull[a] = from_outer ? st->outer_slot->tts_isnull[a] : st->inner_nulls[a];
+	}
+	return ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * The rows of a join: each inner row (its stream's token known) joined to
+ * the outer rows of that token, read again from the group's start for
+ * each inner row of the token.
+ */
+static TupleTableSlot *
+iterate_join(ForeignScanState *node, DalpScanState *st, TupleTableSlot *slot)
+{
+	int			natts = slot->tts_tupleDescriptor->natts;
+
+	if (st->outer_slot == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(st->scan_cxt);
+
+		st->outer_slot = MakeSingleTupleTableSlot(slot->tts_tupleDescriptor,
+												  &TTSOpsMinimalTuple);
+		st->inner_values = palloc(sizeof(Datum) * natts);
+		st->inner_nulls = palloc(sizeof(bool) * natts);
+		MemoryContextSwitchTo(old);
+	}
+	while (st->replay == 0)
+	{
+		iterate_rows(st, slot);
+		if (TupIsNull(slot))
+			return slot;
+		memcpy(st->inner_values, slot->tts_values, sizeof(Datum) * natts);
+		memcpy(st->inner_nulls, slot->tts_isnull, sizeof(bool) * natts);
+		reach_group(st, st->streams[st->cur_stream].token);
+		if (st->group_read)
+			tuplestore_copy_read_pointer(st->outer_rows, 1, 0);
+		else
+			tuplestore_copy_read_pointer(st->outer_rows, 0, 1);
+		st->group_read = true;
+		st->replay = st->group->rows;
+	}
+	return next_joined_row(st, slot);
 }
 
 static void
@@ -1435,7 +1688,7 @@ count_streams(DalpScanState *st)
 
 		if (t < 0)
 			t = count_by_paging(st, st->cur_stream);
-		total = dalp_add_counts(total, t, "count(*)");
+		total = dalp_add_counts(total, joined_count(st, t, "count(*)"), "count(*)");
 	}
 	return total;
 }
@@ -1474,8 +1727,9 @@ count_facet_values(DalpScanState *st, void *arg)
  * of page[limit]=1 each, in flight together, and the counts summed.  They
  * add up: the streams' rows are disjoint (other tokens, other chunks of a
  * split IN list), or, for several values of a search key, the rows of each
- * value, which a scan returns once per value.  A DalpFacetCount per value;
- * a value one answer lists twice is one group too.
+ * value, which a scan returns once per value; a join's, once per outer row
+ * of their token.  A DalpFacetCount per value; a value one answer lists
+ * twice is one group too.
  */
 static List *
 sum_facets(DalpScanState *st)
@@ -1505,9 +1759,11 @@ sum_facets(DalpScanState *st)
 		MemoryContextSwitchTo(old);
 		foreach(lc, listed)
 		{
+			DalpFacetCount *fc = (DalpFacetCount *) lfirst(lc);
+
 			CHECK_FOR_INTERRUPTS();
-			counts_add(&sums, ((DalpFacetCount *) lfirst(lc))->value,
-					   ((DalpFacetCount *) lfirst(lc))->count);
+			counts_add(&sums, fc->value,
+					   joined_count(st, fc->count, "a facet value"));
 		}
 		MemoryContextDelete(stream_cxt);
 	}
@@ -1525,6 +1781,12 @@ store_count(DalpScanState *st, TupleTableSlot *slot, int64 count,
 	{
 		bool		is_agg = list_nth_int(st->attnums, i) == 0;
 
+		/* a join's count holds the outer rows' token too: never returned */
+		if (st->outer && list_nth_int(st->outer->attnums, i) > 0)
+		{
+			slot->tts_isnull[i] = true;
+			continue;
+		}
 		slot->tts_isnull[i] = !is_agg && facet_value == NULL;
 		if (is_agg)
 			slot->tts_values[i] = Int64GetDatum(count);
@@ -1598,7 +1860,7 @@ dalp_iterate_foreign_scan(ForeignScanState *node)
 		MemoryContextSwitchTo(old);
 	}
 	if (st->mode == DALP_MODE_ROWS)
-		return iterate_rows(st, slot);
+		return st->outer ? iterate_join(node, st, slot) : iterate_rows(st, slot);
 	return iterate_aggregate(st, slot);
 }
 
@@ -1611,10 +1873,20 @@ reset_execution(DalpScanState *st)
 	foreach(lc, st->pending)
 		dalp_http_abandon(((DalpPending *) lfirst(lc))->req);
 	st->pending = NIL;
-	/* before its memory goes: it may have spilled to a temporary file */
+	/* before their memory goes: they may have spilled to temporary files */
 	if (st->held)
 		tuplestore_end(st->held);
 	st->held = NULL;
+	if (st->outer_rows)
+		tuplestore_end(st->outer_rows);
+	st->outer_rows = NULL;
+	if (st->outer)
+		reset_execution(st->outer);
+	st->groups = NIL;
+	st->next_group = 0;
+	st->group = NULL;
+	st->group_read = false;
+	st->replay = 0;
 	dalp_page_release(&st->page);
 	MemoryContextReset(st->page_cxt);
 	MemoryContextReset(st->exec_cxt);
@@ -1646,10 +1918,15 @@ dalp_end_foreign_scan(ForeignScanState *node)
 {
 	DalpScanState *st = (DalpScanState *) node->fdw_state;
 
-	if (st != NULL && st->exec_cxt != NULL)
-		reset_execution(st);
-	if (st != NULL && st->held_slot != NULL)
+	if (st == NULL || st->exec_cxt == NULL)
+		return;
+	reset_execution(st);
+	if (st->held_slot != NULL)
 		ExecDropSingleTupleTableSlot(st->held_slot);
+	if (st->outer_slot != NULL)
+		ExecDropSingleTupleTableSlot(st->outer_slot);
+	if (st->outer != NULL && st->outer->held_slot != NULL)
+		ExecDropSingleTupleTableSlot(st->outer->held_slot);
 }
 
 /* An expression as EXPLAIN shows it: a constant's value, else the expression. */
@@ -1685,83 +1962,111 @@ explain_value(ExplainState *es, const DalpCond *cond, Expr *expr, int *op)
 }
 
 /*
- * EXPLAIN (VERBOSE): the planned requests as "DALP Request: GET ...",
- * decoded for reading; EXPLAIN ANALYZE adds what was sent and received.
+ * The planned requests of one table of the scan as "DALP Request: GET ...",
+ * decoded for reading.  join_token: what a join's inner table reads each
+ * token of, else NULL.
+ */
+static void
+explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
+{
+	StringInfoData filters;
+	const char *token = st->table_token;
+	const char *item_key = NULL;
+	char	   *limit_text = NULL;
+	char	   *offset_text = NULL;
+	int			nconds = list_length(st->conds);
+	int			i = 0;
+	ListCell   *lc;
+	char	   *path;
+
+	initStringInfo(&filters);
+	appendStringInfoChar(&filters, '?');
+	foreach(lc, st->exprs)
+	{
+		Expr	   *expr = (Expr *) lfirst(lc);
+
+		if (i < nconds)
+		{
+			DalpCond   *cond = list_nth(st->conds, i);
+			int			op = cond->op;
+			char	   *text = explain_value(es, cond, expr, &op);
+
+			if (cond->role == DALP_COND_TOKEN)
+				token = (op == DALP_OP_IN) ? psprintf("{each of %s}", text) : text;
+			else if (cond->role == DALP_COND_ITEM)
+				item_key = text;
+			else if (cond->role == DALP_COND_SEARCH && op == DALP_OP_IN)
+				dalp_append_query_param(&filters, filter_key(cond, DALP_OP_EQ),
+										psprintf("{each of %s}", text));
+			else
+				dalp_append_query_param(&filters, filter_key(cond, op), text);
+		}
+		else if (i == nconds && (st->limit_flags & DALP_LIMIT_COUNT))
+			limit_text = explain_expr(es, expr);
+		else
+			offset_text = explain_expr(es, expr);
+		i++;
+	}
+	if (join_token)
+		token = join_token;
+	else if (dalp_resource_is_per_token(st->res) && token == NULL)
+	{
+		const DalpResourceDef *tokens_res = dalp_resource_lookup("tokens");
+
+		path = build_path(tokens_res, NULL, NULL, tokens_res->scan_sort,
+						  NULL, 0, st->conf.page_size);
+		ExplainPropertyText("DALP Request",
+							psprintf("GET %s", dalp_decode_for_display(path)), es);
+		token = "{each token}";
+	}
+	if (st->mode != DALP_MODE_ROWS)
+		limit_text = "1";
+	else if (limit_text == NULL)
+		limit_text = psprintf("%d", st->conf.page_size);
+	path = build_path_text(st->res, token, item_key,
+						   st->mode == DALP_MODE_ROWS ? st->sort : NULL,
+						   filters.len > 1 ? filters.data + 2 : "",
+						   offset_text, limit_text);
+	ExplainPropertyText("DALP Request",
+						psprintf("GET %s", dalp_decode_for_display(path)), es);
+}
+
+/*
+ * EXPLAIN (VERBOSE): the planned requests, a join's outer table's first;
+ * EXPLAIN ANALYZE adds what was sent and received.
  */
 static void
 dalp_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 {
 	DalpScanState *st = (DalpScanState *) node->fdw_state;
+	DalpScanState *o = st->outer;
 	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
 
 	if (es->verbose)
 	{
-		StringInfoData filters;
-		const char *token = st->table_token;
-		const char *item_key = NULL;
-		char	   *limit_text = NULL;
-		char	   *offset_text = NULL;
-		int			nconds = list_length(st->conds);
-		int			i = 0;
-		ListCell   *lc;
-		char	   *path;
+		char	   *join_token = NULL;
 
-		initStringInfo(&filters);
-		appendStringInfoChar(&filters, '?');
-		foreach(lc, fsplan->fdw_exprs)
+		if (o)
 		{
-			Expr	   *expr = (Expr *) lfirst(lc);
+			TargetEntry *key = list_nth(fsplan->fdw_scan_tlist, st->outer_key);
 
-			if (i < nconds)
-			{
-				DalpCond   *cond = list_nth(st->conds, i);
-				int			op = cond->op;
-				char	   *text = explain_value(es, cond, expr, &op);
-
-				if (cond->role == DALP_COND_TOKEN)
-					token = (op == DALP_OP_IN) ? psprintf("{each of %s}", text) : text;
-				else if (cond->role == DALP_COND_ITEM)
-					item_key = text;
-				else if (cond->role == DALP_COND_SEARCH && op == DALP_OP_IN)
-					dalp_append_query_param(&filters, filter_key(cond, DALP_OP_EQ),
-											psprintf("{each of %s}", text));
-				else
-					dalp_append_query_param(&filters, filter_key(cond, op), text);
-			}
-			else if (i == nconds && (st->limit_flags & DALP_LIMIT_COUNT))
-				limit_text = explain_expr(es, expr);
-			else
-				offset_text = explain_expr(es, expr);
-			i++;
+			explain_requests(es, o, NULL);
+			join_token = psprintf("{each %s}",
+								  deparse_expression((Node *) key->expr,
+													 es->deparse_cxt, true, false));
 		}
-		if (dalp_resource_is_per_token(st->res) && token == NULL)
-		{
-			const DalpResourceDef *tokens_res = dalp_resource_lookup("tokens");
-
-			path = build_path(tokens_res, NULL, NULL, tokens_res->scan_sort,
-							  NULL, 0, st->conf.page_size);
-			ExplainPropertyText("DALP Request",
-								psprintf("GET %s", dalp_decode_for_display(path)), es);
-			token = "{each token}";
-		}
-		if (st->mode != DALP_MODE_ROWS)
-			limit_text = "1";
-		else if (limit_text == NULL)
-			limit_text = psprintf("%d", st->conf.page_size);
-		path = build_path_text(st->res, token, item_key,
-							   st->mode == DALP_MODE_ROWS ? st->sort : NULL,
-							   filters.len > 1 ? filters.data + 2 : "",
-							   offset_text, limit_text);
-		ExplainPropertyText("DALP Request",
-							psprintf("GET %s", dalp_decode_for_display(path)), es);
+		explain_requests(es, st, join_token);
 	}
 	if (es->analyze)
 	{
-		ExplainPropertyInteger("DALP Requests", NULL, st->requests, es);
-		ExplainPropertyInteger("DALP Pages", NULL, st->pages, es);
-		ExplainPropertyInteger("DALP Rows", NULL, st->rows, es);
-		ExplainPropertyInteger("DALP Retries", NULL, st->retries, es);
-		ExplainPropertyInteger("DALP Bytes", NULL, st->bytes, es);
+		ExplainPropertyInteger("DALP Requests", NULL,
+							   st->requests + (o ? o->requests : 0), es);
+		ExplainPropertyInteger("DALP Pages", NULL,
+							   st->pages + (o ? o->pages : 0), es);
+		ExplainPropertyInteger("DALP Rows", NULL, st->rows + (o ? o->rows : 0), es);
+		ExplainPropertyInteger("DALP Retries", NULL,
+							   st->retries + (o ? o->retries : 0), es);
+		ExplainPropertyInteger("DALP Bytes", NULL, st->bytes + (o ? o->bytes : 0), es);
 	}
 }
 
@@ -1781,6 +2086,7 @@ dalp_fdw_handler(PG_FUNCTION_ARGS)
 	routine->GetForeignRelSize = dalp_get_foreign_rel_size;
 	routine->GetForeignPaths = dalp_get_foreign_paths;
 	routine->GetForeignPlan = dalp_get_foreign_plan;
+	routine->GetForeignJoinPaths = dalp_get_foreign_join_paths;
 	routine->GetForeignUpperPaths = dalp_get_foreign_upper_paths;
 	routine->BeginForeignScan = dalp_begin_foreign_scan;
 	routine->IterateForeignScan = dalp_iterate_foreign_scan;

@@ -145,7 +145,9 @@ def render(catalog):
     lines += [
         "",
         "Columns are `text` unless a type is given. `join` is a join on",
-        "`token_address` (a parameterized scan per outer token). `ORDER BY` a text",
+        "`token_address`: with another DALP table, one scan reading the tokens",
+        "together; with a local table, a parameterized scan per outer token (see",
+        "\"Joins\" below). `ORDER BY` a text",
         "column goes to the API only under a \"C\" collation (the API orders strings",
         "by code point). `SELECT * FROM dalp_fdw.catalog_columns()` lists every",
         "column with the JSON path it reads and the API filter it maps to;",

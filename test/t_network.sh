@@ -7,7 +7,12 @@
 #     each page consumed (2 after the first), so a LIMIT that stops early
 #     costs no burst of unread pages;
 #   - a fan-out over a list of tokens from a local table
-#     (= ANY (ARRAY(SELECT ...))) reads 8 tokens at once.
+#     (= ANY (ARRAY(SELECT ...))) reads 8 tokens at once; in a fan-out over
+#     every token, a token of many pages still has 8 requests in flight
+#     (the later tokens' first pages, arrived early, hold no slot);
+#   - a join of tokens to holders read as one scan sends the tokens request
+#     first, then 8 of the holders requests at once; a count over the join
+#     likewise.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -62,4 +67,31 @@ simctl clear >/dev/null
 dalp_psql -tAc "SELECT count(*) FROM nw.holders WHERE token_address = ANY (ARRAY(SELECT addr FROM nw.my_tokens))" >/dev/null
 got=$(overlap 0)
 [[ $got == "8 of 12" ]] || dalp_die "12 tokens listed in a local table: expected 8 requests at once, saw $got"
-echo "ok: after the first page 8 requests at once when every row is wanted, 2 under a LIMIT; 8 of 12 listed tokens at once"
+dalp_log "12 tokens listed in a local table: $got requests at once"
+simctl clear >/dev/null
+dalp_psql -tAc "SELECT count(id) FROM nw.events" >/dev/null
+# from the first of HIF's 60 pages to the last: 8 at a time take 8 rounds
+# of 100 ms, one at a time 6 s
+got=$(simctl log | "$DALP_PYTHON" -c 'import json, sys
+hif = [e for e in json.load(sys.stdin) if e["path"] == "/api/v2/tokens/%s/events" % sys.argv[1]]
+print("%d %d" % (len(hif), max(e["end_ms"] for e in hif) - min(e["start_ms"] for e in hif)))' "$hif")
+read -r pages span <<<"$got"
+((pages == 60 && span < 2000)) ||
+  dalp_die "a fan-out over every token: HIF's $pages pages took $span ms, expected about 8 rounds of 100 ms"
+dalp_log "a fan-out over every token: HIF's $pages pages in $span ms"
+
+## a join read as one scan: the outer request, then 8 inner tokens at once
+join="FROM nw.tokens t JOIN nw.holders h ON h.token_address = t.address WHERE t.name ILIKE 'Small Deposit%'"
+plan=$(dalp_psql -tAc "EXPLAIN (VERBOSE, COSTS OFF) SELECT t.symbol, h.account $join")
+[[ $plan == "Foreign Scan"* && $plan == *"{each t.address}/holders"* ]] ||
+  dalp_die "tokens to holders: expected one foreign scan, the plan is: $plan"
+for what in "t.symbol, h.account" "count(*)"; do
+  simctl clear >/dev/null
+  dalp_psql -tAc "SELECT $what $join" >/dev/null
+  first=$(simctl log | "$DALP_PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[0]["path"])')
+  got=$(overlap 1)
+  [[ $first == /api/v2/tokens && $got == "8 of 12" ]] ||
+    dalp_die "tokens to holders ($what): expected the tokens request, then 8 of 12 at once; saw $first, then $got"
+done
+dalp_log "tokens to holders, rows and a count: the tokens request, then $got holders requests at once"
+echo "ok: after the first page 8 requests at once when every row is wanted, 2 under a LIMIT; 8 of 12 listed tokens at once; a fan-out reads a token of 60 pages in $span ms; a join: the outer request, then 8 of 12 inner tokens at once"
