@@ -269,12 +269,16 @@ SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.auditors', '');
 -- The servers whose rows the current role may read: those it may use, and
 -- those it audits. A view rather than a function, so that it reads
 -- auditors with its owner's rights while its privilege functions test the
--- role running the query.
+-- role running the query. dalp_fdw's servers only: the rows of a server
+-- renamed or dropped stay under its old name, which a server of another
+-- wrapper (postgres_fdw, say, which more roles may use) could take.
 CREATE VIEW dalp_fdw_ledger.readable_servers AS
 SELECT s.srvname::text AS server
   FROM pg_catalog.pg_foreign_server s
- WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE')
-    OR pg_catalog.pg_has_role(s.srvowner, 'USAGE')
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+ WHERE w.fdwname = 'dalp_fdw'
+   AND (pg_catalog.has_server_privilege(s.oid, 'USAGE')
+        OR pg_catalog.pg_has_role(s.srvowner, 'USAGE'))
 UNION
 SELECT a.server
   FROM dalp_fdw_ledger.auditors a
@@ -501,26 +505,29 @@ BEGIN
         RETURN nsp;
     END IF;
     -- Sessions that use a server for the first time at once: the second
-    -- waits here, then finds the first one's tables.
-    PERFORM pg_advisory_xact_lock(hashtext('dalp_fdw.server_schema'), srv::int);
-    missing := dalp_fdw.server_schema_check(server, srv);
-    IF cardinality(missing) = 0 THEN
-        RETURN nsp;
-    END IF;
-
-    IF NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = nsp) THEN
-        EXECUTE format('CREATE SCHEMA %I', nsp);
-        EXECUTE format('COMMENT ON SCHEMA %I IS %L', nsp,
-                       format('dalp_fdw: foreign tables of server %s for take_snapshot, sync_events and indexer_health (owned by the extension''s owner; do not change)', server));
-    END IF;
-    FOR stale IN
-        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = nsp AND c.relname = ANY (missing)
-    LOOP
-        EXECUTE format('DROP FOREIGN TABLE %I.%I', nsp, stale);
-    END LOOP;
-    EXECUTE format('IMPORT FOREIGN SCHEMA v2 LIMIT TO (%s) FROM SERVER %I INTO %I',
-                   array_to_string(missing, ', '), server, nsp);
+    -- waits for the first one's catalog rows, fails to add its own, and
+    -- then finds the first one's tables. No lock of ours orders them: an
+    -- advisory lock is one that any role, even one that may not use the
+    -- server, could take first and keep.
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = nsp) THEN
+            EXECUTE format('CREATE SCHEMA %I', nsp);
+            EXECUTE format('COMMENT ON SCHEMA %I IS %L', nsp,
+                           format('dalp_fdw: foreign tables of server %s for take_snapshot, sync_events and indexer_health (owned by the extension''s owner; do not change)', server));
+        END IF;
+        FOR stale IN
+            SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = nsp AND c.relname = ANY (missing)
+        LOOP
+            EXECUTE format('DROP FOREIGN TABLE %I.%I', nsp, stale);
+        END LOOP;
+        EXECUTE format('IMPORT FOREIGN SCHEMA v2 LIMIT TO (%s) FROM SERVER %I INTO %I',
+                       array_to_string(missing, ', '), server, nsp);
+    EXCEPTION WHEN OTHERS THEN
+        IF cardinality(dalp_fdw.server_schema_check(server, srv)) > 0 THEN
+            RAISE;
+        END IF;
+    END;
     RETURN nsp;
 END
 $$;

@@ -234,6 +234,21 @@ SET ROLE regress_carol;
 SELECT count(*) AS snapshots_seen FROM dalp_fdw.snapshots;
 RESET ROLE;
 
+-- Rows stay under the name of a server renamed (or dropped): a server of
+-- another wrapper given that name shows none of them. carol may create
+-- servers of that wrapper, as roles often may of postgres_fdw's.
+CREATE FOREIGN DATA WRAPPER regress_other_fdw;
+GRANT USAGE ON FOREIGN DATA WRAPPER regress_other_fdw TO regress_carol;
+ALTER SERVER led2 RENAME TO led2_renamed;
+SET ROLE regress_carol;
+CREATE SERVER led2 FOREIGN DATA WRAPPER regress_other_fdw;
+SELECT (SELECT count(*) FROM dalp_fdw.event_log) AS events_seen,
+       (SELECT count(*) FROM dalp_fdw.sync_state) AS checkpoints_seen;
+DROP SERVER led2;
+RESET ROLE;
+ALTER SERVER led2_renamed RENAME TO led2;
+DROP FOREIGN DATA WRAPPER regress_other_fdw;
+
 -- ---------------------------------------------------------------------------
 -- Unambiguous internal calls (issue 10, §5)
 -- ---------------------------------------------------------------------------
