@@ -700,9 +700,11 @@ BEGIN
     -- After a backfill the planner's statistics still describe a mirror
     -- without this token, and the replay that follows in take_snapshot would
     -- be planned for a handful of rows: nested loops and an on-disk sort,
-    -- three to seven times slower at a million events.
+    -- three to seven times slower at a million events. SKIP_LOCKED: a
+    -- transaction still open after such a sync keeps ANALYZE's lock, and
+    -- the syncs of every other server would wait for it.
     IF inserted >= 10000 THEN
-        ANALYZE dalp_fdw_ledger.event_log;
+        ANALYZE (SKIP_LOCKED) dalp_fdw_ledger.event_log;
     END IF;
 
     -- The checkpoint is the newest event the mirror holds now: after a reorg
