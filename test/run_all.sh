@@ -43,7 +43,7 @@ trap finish EXIT
 # make installcheck, each pg_regress test counted; the diffs on a failure.
 run_installcheck() {
   local out=$DALP_TMPDIR/installcheck.out rc=0 line n=0 nfail=0
-  rm -f results/regression.diffs # a stale one would be shown for a build failure
+  rm -f regression.diffs # pg_regress writes it here; a stale one would be shown for a build failure
   dalp_log "make installcheck"
   make --no-print-directory installcheck PG_CONFIG="$DALP_PG_CONFIG" 2>&1 | tee "$out" || rc=$?
   # PostgreSQL 15 pg_regress prints "test NAME ... ok|FAILED  12 ms".
@@ -62,9 +62,9 @@ run_installcheck() {
     nfail=1
   fi
   ((n > 0 || rc != 0)) || dalp_warn "make installcheck ran no pg_regress test (no sql/*.sql suite?)"
-  if ((nfail)) && [[ -s results/regression.diffs ]]; then
-    printf '\n----- last 300 lines of %s/results/regression.diffs -----\n' "$DALP_REPO"
-    tail -n 300 results/regression.diffs
+  if ((nfail)) && [[ -s regression.diffs ]]; then
+    printf '\n----- last 300 lines of %s/regression.diffs -----\n' "$DALP_REPO"
+    tail -n 300 regression.diffs
   fi
 }
 
