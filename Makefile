@@ -1,6 +1,7 @@
 # dalp_fdw: PGXS build. Honours PG_CONFIG (make PG_CONFIG=/path/to/pg_config).
 MODULE_big = dalp_fdw
 OBJS = \
+	src/activity.o \
 	src/catalog.o \
 	src/decode.o \
 	src/http.o \
@@ -10,6 +11,7 @@ OBJS = \
 	src/plan.o \
 	src/request.o \
 	src/scan.o \
+	src/shmem.o \
 	src/stats.o \
 	src/untrusted.o
 
@@ -21,6 +23,7 @@ DATA = sql/dalp_fdw--1.0.sql
 # They need the simulator and its environment: test/env.sh make installcheck
 # (README, "make installcheck").
 REGRESS = \
+	activity \
 	consistency \
 	errors \
 	facets \

@@ -63,28 +63,80 @@ CREATE FOREIGN DATA WRAPPER dalp_fdw
 
 COMMENT ON FOREIGN DATA WRAPPER dalp_fdw IS 'SettleMint DALP REST API';
 
--- Per-backend counters, one row per server this session used.
+-- ---------------------------------------------------------------------------
+-- Statistics and activity (issue 12)
+-- ---------------------------------------------------------------------------
+
+-- Request counters per server: this session's (cluster => false), or with
+-- dalp_fdw in shared_preload_libraries those of every backend of the cluster
+-- since server start or stats_reset(true). "budget" says whether request
+-- budgets are shared by the cluster or kept per backend.
 CREATE FUNCTION stats(
+    cluster boolean DEFAULT false,
     OUT server name,
     OUT requests bigint,
     OUT pages bigint,
     OUT rows bigint,
     OUT bytes bigint,
     OUT retries bigint,
-    OUT rate_limit_waits bigint,
+    OUT rate_limit_waits bigint,    -- requests that waited for the budget
     OUT errors bigint,
     OUT connections_opened bigint,
-    OUT network_wait_ms double precision)
+    OUT network_wait_ms double precision,
+    OUT responses_429 bigint,
+    OUT retry_after_waits bigint,   -- requests held by another request's 429
+    OUT budget_wait_ms double precision,   -- waiting for the budget or a 429
+    OUT database name,
+    OUT budget text,                -- 'cluster' or 'backend'
+    OUT since timestamptz)          -- counting since
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dalp_fdw_stats'
 LANGUAGE C STRICT VOLATILE;
 
-CREATE FUNCTION stats_reset()
+CREATE FUNCTION stats_reset(cluster boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'dalp_fdw_stats_reset'
 LANGUAGE C STRICT VOLATILE;
 
-REVOKE ALL ON FUNCTION stats_reset() FROM PUBLIC;
+REVOKE ALL ON FUNCTION stats_reset(boolean) FROM PUBLIC;
+
+-- One row per backend using the API (a foreign scan open, sync_events or
+-- take_snapshot running), read from shared memory: needs dalp_fdw in
+-- shared_preload_libraries. Like pg_stat_activity, rows of other roles'
+-- sessions show pid, datname and usename only, unless the reader has the
+-- privileges of pg_read_all_stats.
+CREATE FUNCTION activity_rows(
+    OUT pid int,
+    OUT datname name,
+    OUT usename name,
+    OUT server name,
+    OUT command text,           -- scan, count, estimate, sync_events, take_snapshot
+    OUT phase text,             -- health check, backfill, replay, reconcile
+    OUT path text,              -- the current request, decoded (never the key)
+    OUT pages_done bigint,
+    OUT pages_expected bigint,  -- from meta.total
+    OUT rows bigint,
+    OUT retries bigint,
+    OUT wait text,              -- network, backoff, rate_limit, retry_after
+    OUT wait_since timestamptz,
+    OUT started timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dalp_fdw_activity_rows'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW activity AS SELECT * FROM activity_rows();
+GRANT SELECT ON activity TO PUBLIC;
+COMMENT ON VIEW activity IS
+    'dalp_fdw: one row per backend using the DALP API: what it does, its current request, pages, rows and wait';
+
+-- What sync_events and take_snapshot are doing, for the activity view; only
+-- they call it (as the extension's owner).
+CREATE FUNCTION set_phase(command text, phase text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'dalp_fdw_set_phase'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION set_phase(text, text) FROM PUBLIC;
 
 -- Text a DALP server sent, as a message may show it: control characters
 -- escaped, cut after about 300 bytes (what the wrapper's own messages do).
@@ -646,6 +698,7 @@ BEGIN
                     HINT = 'Pass NULL to reread the whole history.';
     END IF;
     nsp := dalp_fdw.server_schema_impl(server, caller);
+    PERFORM dalp_fdw.set_phase('sync_events', 'backfill');
 
     INSERT INTO dalp_fdw_ledger.sync_state (server, token_address) VALUES (srv, tok)
         ON CONFLICT DO NOTHING;
@@ -721,6 +774,7 @@ BEGIN
            last_tx_index = ck.tx_index, window_start = from_ts, synced_at = stamp
      WHERE s.server = srv AND s.token_address = tok;
     checkpoint_time := ck.block_timestamp;
+    PERFORM dalp_fdw.set_phase('sync_events', NULL);
     RETURN NEXT;
 END
 $$;
@@ -775,6 +829,7 @@ BEGIN
     nsp := dalp_fdw.server_schema_impl(server, caller);
 
     -- Before any event is read or any bookkeeping row written.
+    PERFORM dalp_fdw.set_phase('take_snapshot', 'health check');
     health := dalp_fdw.indexer_health_impl(server, 100::bigint, caller);
     IF NOT health.ready AND allow_unhealthy IS NOT TRUE THEN
         RAISE EXCEPTION 'indexer of server "%" is not ready: %', server, health.reason
@@ -810,6 +865,7 @@ BEGIN
                     HINT = 'Drop it (DROP TABLE pg_temp.dalp_fdw_replay) and take the snapshot again.';
     END IF;
 
+    PERFORM dalp_fdw.set_phase('take_snapshot', 'backfill');
     PERFORM dalp_fdw.sync_events_impl(server, tok, '1 hour'::interval, caller);
     -- Replay, compare with /holders, sync again: if that sync found nothing,
     -- /holders was read while the mirror held every event, and the verdict
@@ -819,6 +875,7 @@ BEGIN
     -- retracts events that vanished before the reread window.
     LOOP
         rounds := rounds + 1;
+        PERFORM dalp_fdw.set_phase('take_snapshot', 'replay');
         TRUNCATE pg_temp.dalp_fdw_replay;
         -- The contract's balance-effect table: the event, the value naming
         -- the account, and the signs on its balance and frozen amount.
@@ -843,6 +900,7 @@ BEGIN
          GROUP BY 1;
         EXIT WHEN rounds > 3;
 
+        PERFORM dalp_fdw.set_phase('take_snapshot', 'reconcile');
         EXECUTE format($sql$
             WITH api AS (
                 SELECT h.account, h.balance_exact, trim_scale(h.frozen * $2) AS frozen_exact
@@ -908,6 +966,7 @@ BEGIN
                                   ELSE 'Events kept arriving while the replay was compared with /holders.' END,
                     HINT = 'The snapshot is recorded with reconciled = false. Check the indexer''s health and take it again.';
     END IF;
+    PERFORM dalp_fdw.set_phase('take_snapshot', NULL);
     RETURN sid;
 END
 $$;

@@ -23,6 +23,7 @@
 #include "nodes/pg_list.h"
 #include "nodes/plannodes.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #define DALP_API_PREFIX "/api/v2"
 #define DALP_MAX_PAGE_SIZE 200
@@ -220,10 +221,131 @@ typedef struct DalpServerStats
 	int64		rate_limit_waits;
 	int64		errors;
 	int64		connections_opened;
-	double		network_wait_ms;
+	int64		network_wait_us;
+	int64		responses_429;
+	int64		retry_after_waits;	/* waits for another request's 429 */
+	int64		budget_wait_us; /* waiting for the rate limit or a 429 */
 } DalpServerStats;
 
+/* The int64 counters of DalpServerStats (all but serverid). */
+#define DALP_STATS_NCOUNTERS 12
+
 extern DalpServerStats *dalp_stats_for(Oid serverid);
+extern void dalp_stats_flush(void);
+
+/* ----------------------------------------------------------------
+ * Cluster-wide state (shmem.c), with dalp_fdw preloaded only
+ * ----------------------------------------------------------------
+ */
+
+#define DALP_BUDGET_KEY_LEN 32	/* SHA-256 */
+
+/* A request's claim on the budget of its (API key, origin). */
+typedef struct DalpBudgetTicket
+{
+	uint8		key[DALP_BUDGET_KEY_LEN];	/* SHA-256(salt, origin, key) */
+	int			slot;			/* where the budget was last found, or -1 */
+	int64		reserved_at;	/* send time reserved, or 0 */
+	int64		tat_before;		/* the budget's TAT before and after the */
+	int64		tat_after;		/* reservation, to give it back */
+} DalpBudgetTicket;
+
+typedef enum DalpBudgetVerdict
+{
+	DALP_BUDGET_GO,				/* send now */
+	DALP_BUDGET_RATE,			/* wait: rate limit */
+	DALP_BUDGET_HOLD,			/* wait: another request's 429 Retry-After */
+	DALP_BUDGET_LOCAL			/* no shared slot left: per-backend bucket */
+} DalpBudgetVerdict;
+
+typedef enum DalpCommand
+{
+	DALP_CMD_NONE,				/* not using the API: no row */
+	DALP_CMD_SCAN,
+	DALP_CMD_COUNT,
+	DALP_CMD_ESTIMATE,			/* planning: use_remote_estimate */
+	DALP_CMD_SYNC_EVENTS,
+	DALP_CMD_TAKE_SNAPSHOT
+} DalpCommand;
+
+typedef enum DalpPhase
+{
+	DALP_PHASE_NONE,
+	DALP_PHASE_HEALTH_CHECK,
+	DALP_PHASE_BACKFILL,
+	DALP_PHASE_REPLAY,
+	DALP_PHASE_RECONCILE
+} DalpPhase;
+
+typedef enum DalpWaitKind
+{
+	DALP_WAIT_NONE,
+	DALP_WAIT_NETWORK,			/* a transfer in flight */
+	DALP_WAIT_BACKOFF,			/* before a retry after an error */
+	DALP_WAIT_RATE_LIMIT,		/* for the budget */
+	DALP_WAIT_RETRY_AFTER		/* for a 429's Retry-After */
+} DalpWaitKind;
+
+#define DALP_ACTIVITY_PATH_LEN 256
+
+/* One backend's row of dalp_fdw.activity; written by its owner only. */
+typedef struct DalpActivitySlot
+{
+	int			changecount;	/* odd while the owner writes */
+	int			pid;			/* 0: slot free */
+	Oid			dbid;
+	Oid			userid;			/* the session user */
+	DalpCommand command;
+	DalpPhase	phase;
+	DalpWaitKind wait;
+	TimestampTz started;		/* the command's start */
+	TimestampTz wait_since;
+	int64		pages_done;
+	int64		pages_expected;
+	int64		rows;
+	int64		retries;
+	NameData	server;
+	char		path[DALP_ACTIVITY_PATH_LEN];	/* decoded; never the key */
+} DalpActivitySlot;
+
+/* A row of the cluster-wide counters. */
+typedef struct DalpSharedStats
+{
+	Oid			dbid;
+	Oid			serverid;
+	NameData	server;
+	int64		counters[DALP_STATS_NCOUNTERS];
+} DalpSharedStats;
+
+extern void dalp_shared_register(void);
+extern bool dalp_shared_enabled(void);
+extern Size dalp_shared_size(void);
+extern int64 dalp_monotonic_us(void);
+extern void dalp_budget_ticket_init(DalpBudgetTicket *t, const char *origin,
+									const char *api_key);
+extern DalpBudgetVerdict dalp_budget_take(DalpBudgetTicket *t, int64 now,
+										  int64 interval_us, int64 *until);
+extern void dalp_budget_release(DalpBudgetTicket *t);
+extern void dalp_budget_hold(DalpBudgetTicket *t, int64 until,
+							 int64 interval_us);
+extern DalpActivitySlot *dalp_shared_my_activity(void);
+extern int	dalp_shared_read_activity(DalpActivitySlot **rows);
+extern int	dalp_shared_stats_slot(Oid serverid, const char *server_name);
+extern void dalp_shared_stats_add(int slot, const int64 *deltas);
+extern int	dalp_shared_read_stats(DalpSharedStats **rows, TimestampTz *since);
+extern void dalp_shared_stats_reset(void);
+
+/* ----------------------------------------------------------------
+ * This backend's activity (activity.c), for dalp_fdw.activity
+ * ----------------------------------------------------------------
+ */
+extern void dalp_activity_scan_begin(const char *server, bool returns_rows,
+									 MemoryContext query_cxt);
+extern void dalp_activity_page(int64 expected_more);
+extern void dalp_activity_row(void);
+extern void dalp_activity_retry(void);
+extern void dalp_activity_request(const char *server, const char *display_path);
+extern void dalp_activity_wait(DalpWaitKind kind);
 
 /* ----------------------------------------------------------------
  * What the server sends, made safe (untrusted.c)

@@ -20,6 +20,14 @@
  * The API key travels only in the X-Api-Key header.  It is never logged,
  * CURLOPT_VERBOSE is never set, and header memory is wiped when freed.
  *
+ * Before each attempt leaves, it takes its share of the request budget:
+ * with dalp_fdw preloaded, the budget of its (API key, origin) shared by the
+ * cluster (shmem.c), where a 429's Retry-After also holds every backend;
+ * otherwise (or if shared memory has no slot left) this backend's own token
+ * bucket per server.  A backend holds at most one future send time per
+ * shared budget, so its other requests queue behind it and other backends
+ * get their turns in between.
+ *
  *-------------------------------------------------------------------------
  */
 #include "dalp_fdw.h"
@@ -39,7 +47,6 @@
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
-#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 /* Longest sleep between two checks for interrupts. */
@@ -57,8 +64,8 @@
 typedef enum DalpRequestState
 {
 	DALP_REQ_WAITING,			/* not in the multi handle: launched once
-								 * not_before has passed and a rate-limit
-								 * token is free */
+								 * not_before has passed and the budget
+								 * allows */
 	DALP_REQ_RUNNING,			/* transfer in the multi handle */
 	DALP_REQ_DONE				/* final outcome known */
 } DalpRequestState;
@@ -86,6 +93,7 @@ struct DalpHttpRequest
 	Oid			umid;
 	char	   *url;
 	char	   *display_path;
+	char	   *server_name;
 	int			max_retries;
 	int			retry_base_ms;
 	int			retry_after_max_ms;
@@ -98,8 +106,12 @@ struct DalpHttpRequest
 
 	DalpRequestState state;
 	DalpRequestOutcome outcome;
-	TimestampTz not_before;
+	int64		not_before;		/* dalp_monotonic_us() */
+	DalpWaitKind wait_kind;		/* why it is WAITING */
+	DalpBudgetTicket budget;	/* its shared budget, if any */
+	bool		budget_local;	/* no shared slot: the backend's bucket */
 	bool		rate_wait_counted;	/* this attempt already counted a wait */
+	bool		hold_wait_counted;	/* ... a wait for a Retry-After hold */
 	int			attempts;
 	long		status;
 	CURLcode	curl_code;
@@ -123,12 +135,12 @@ typedef struct DalpIdleHandle
 	CURL	   *easy;
 } DalpIdleHandle;
 
-/* Client-side token bucket of one server. */
+/* Client-side token bucket of one server, when budgets are per backend. */
 typedef struct DalpRateBucket
 {
 	Oid			serverid;		/* hash key */
 	double		tokens;
-	TimestampTz refilled_at;
+	int64		refilled_at;	/* dalp_monotonic_us() */
 } DalpRateBucket;
 
 static bool dalp_http_initialized = false;
@@ -169,10 +181,13 @@ static size_t write_callback(char *data, size_t size, size_t nmemb,
 static size_t header_callback(char *data, size_t size, size_t nitems,
 							  void *userdata);
 static int64 parse_retry_after(const char *value, size_t len);
-static int64 take_token(DalpHttpRequest *req, TimestampTz now);
+static int64 take_token(DalpHttpRequest *req, int64 now);
+static int64 interval_us(const DalpHttpRequest *req);
+static int64 reserved_by_other(const DalpHttpRequest *req, int64 now);
+static int64 budget_wait(DalpHttpRequest *req, int64 now);
 static void launch(DalpHttpRequest *req);
 static void launch_due(void);
-static TimestampTz next_due(void);
+static int64 next_due(void);
 static int	http_progress(void);
 static bool retryable_transport(CURLcode code);
 static bool tls_failure(CURLcode code);
@@ -184,7 +199,7 @@ static void wait_for_activity(int running);
 static void request_detach(DalpHttpRequest *req);
 static void request_reset_callback(void *arg);
 static void request_release(DalpHttpRequest *req);
-static char *url_host(const char *url);
+static char *url_host(const char *url, bool origin);
 static void raise_failure(DalpHttpRequest *req) pg_attribute_noreturn();
 static DalpHttpResult *build_result(DalpHttpRequest *req);
 
@@ -576,16 +591,12 @@ parse_retry_after(const char *value, size_t len)
  * token), so bursts stay short.
  */
 static int64
-take_token(DalpHttpRequest *req, TimestampTz now)
+take_token(DalpHttpRequest *req, int64 now)
 {
 	DalpRateBucket *bucket;
 	bool		found;
 	double		per_us;
 	double		capacity;
-
-	/* no client-side budget configured */
-	if (req->rate_limit_per_minute <= 0)
-		return 0;
 
 	per_us = req->rate_limit_per_minute / 60e6;
 	capacity = Max(1.0, req->rate_limit_per_minute / 60.0);
@@ -605,6 +616,69 @@ take_token(DalpHttpRequest *req, TimestampTz now)
 		return 0;
 	}
 	return (int64) ((1.0 - bucket->tokens) / per_us) + 1;
+}
+
+/* What one request costs of the budget: 60 s / rate_limit_per_minute. */
+static int64
+interval_us(const DalpHttpRequest *req)
+{
+	return INT64CONST(60000000) / req->rate_limit_per_minute;
+}
+
+/*
+ * The future send time another request of this backend has reserved on
+ * req's shared budget, or 0.
+ */
+static int64
+reserved_by_other(const DalpHttpRequest *req, int64 now)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &dalp_requests)
+	{
+		DalpHttpRequest *other = dlist_container(DalpHttpRequest, node, iter.cur);
+
+		if (other != req && other->budget.reserved_at > now &&
+			memcmp(other->budget.key, req->budget.key,
+				   sizeof(req->budget.key)) == 0)
+			return other->budget.reserved_at;
+	}
+	return 0;
+}
+
+/*
+ * May the request leave now?  0: yes, and it has taken its share of the
+ * budget; else the microseconds to wait, with req->wait_kind saying why.
+ */
+static int64
+budget_wait(DalpHttpRequest *req, int64 now)
+{
+	int64		wait;
+
+	if (dalp_shared_enabled() && !req->budget_local)
+	{
+		int64		until = reserved_by_other(req, now);
+
+		req->wait_kind = DALP_WAIT_RATE_LIMIT;
+		if (req->budget.reserved_at == 0 && until > now)
+			return until - now;
+		switch (dalp_budget_take(&req->budget, now, interval_us(req), &until))
+		{
+			case DALP_BUDGET_GO:
+				return 0;
+			case DALP_BUDGET_RATE:
+				return until - now;
+			case DALP_BUDGET_HOLD:
+				req->wait_kind = DALP_WAIT_RETRY_AFTER;
+				return until - now;
+			case DALP_BUDGET_LOCAL:
+				req->budget_local = true;
+				break;
+		}
+	}
+	wait = take_token(req, now);
+	req->wait_kind = DALP_WAIT_RATE_LIMIT;
+	return wait;
 }
 
 /* Send one attempt of the request. */
@@ -630,46 +704,54 @@ launch(DalpHttpRequest *req)
 	req->state = DALP_REQ_RUNNING;
 	req->attempts++;
 	req->rate_wait_counted = false;
+	req->hold_wait_counted = false;
 	stats->requests++;
 }
 
 /*
  * Launch the waiting requests whose time has come, oldest first, as far as
- * the rate limit allows; one that finds no token waits until one is due.
+ * the budget allows; one that may not leave yet waits until it may.
  */
 static void
 launch_due(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	int64		now = dalp_monotonic_us();
 	dlist_iter	iter;
 
 	dlist_foreach(iter, &dalp_requests)
 	{
 		DalpHttpRequest *req = dlist_container(DalpHttpRequest, node, iter.cur);
+		DalpServerStats *stats;
 		int64		wait_us;
 
 		if (req->state != DALP_REQ_WAITING || req->not_before > now)
 			continue;
-		wait_us = take_token(req, now);
+		wait_us = budget_wait(req, now);
 		if (wait_us == 0)
-			launch(req);
-		else
 		{
-			if (!req->rate_wait_counted)
-			{
-				dalp_stats_for(req->serverid)->rate_limit_waits++;
-				req->rate_wait_counted = true;
-			}
-			req->not_before = now + wait_us;
+			launch(req);
+			continue;
 		}
+		stats = dalp_stats_for(req->serverid);
+		if (req->wait_kind == DALP_WAIT_RETRY_AFTER && !req->hold_wait_counted)
+		{
+			stats->retry_after_waits++;
+			req->hold_wait_counted = true;
+		}
+		else if (req->wait_kind == DALP_WAIT_RATE_LIMIT && !req->rate_wait_counted)
+		{
+			stats->rate_limit_waits++;
+			req->rate_wait_counted = true;
+		}
+		req->not_before = now + wait_us;
 	}
 }
 
 /* When the earliest waiting request is due, or 0 if none is waiting. */
-static TimestampTz
+static int64
 next_due(void)
 {
-	TimestampTz next = 0;
+	int64		next = 0;
 	dlist_iter	iter;
 
 	dlist_foreach(iter, &dalp_requests)
@@ -816,6 +898,7 @@ finish_attempt(DalpHttpRequest *req, CURLcode code)
 	DalpServerStats *stats = dalp_stats_for(req->serverid);
 	bool		can_retry = req->attempts <= req->max_retries;
 	int64		delay_ms = -1;
+	int64		now = dalp_monotonic_us();
 
 	account_attempt(req);
 	req->curl_code = code;
@@ -827,6 +910,7 @@ finish_attempt(DalpHttpRequest *req, CURLcode code)
 	else if (code != CURLE_OK)
 	{
 		req->outcome = DALP_OUT_TRANSPORT;
+		req->wait_kind = DALP_WAIT_BACKOFF;
 		if (can_retry && retryable_transport(code))
 			delay_ms = backoff_ms(req, req->attempts);
 	}
@@ -837,10 +921,25 @@ finish_attempt(DalpHttpRequest *req, CURLcode code)
 			req->outcome = DALP_OUT_REDIRECT;
 		else
 		{
+			int64		retry_after_ms = -1;
+
 			req->outcome = DALP_OUT_RESPONSE;
+			if (retryable_status(req->status) && req->retry_after_ms >= 0)
+				retry_after_ms = Min(req->retry_after_ms,
+									 (int64) req->retry_after_max_ms);
+			req->wait_kind = retry_after_ms >= 0 ? DALP_WAIT_RETRY_AFTER :
+				DALP_WAIT_BACKOFF;
+			if (req->status == 429)
+			{
+				stats->responses_429++;
+				/* the API counts the key's requests, not this backend's */
+				if (retry_after_ms > 0 && dalp_shared_enabled() &&
+					!req->budget_local)
+					dalp_budget_hold(&req->budget, now + retry_after_ms * 1000,
+									 interval_us(req));
+			}
 			if (can_retry && retryable_status(req->status))
-				delay_ms = (req->retry_after_ms >= 0) ?
-					Min(req->retry_after_ms, (int64) req->retry_after_max_ms) :
+				delay_ms = retry_after_ms >= 0 ? retry_after_ms :
 					backoff_ms(req, req->attempts);
 		}
 	}
@@ -848,17 +947,19 @@ finish_attempt(DalpHttpRequest *req, CURLcode code)
 	if (delay_ms >= 0)
 	{
 		stats->retries++;
+		dalp_activity_retry();
 		req->state = DALP_REQ_WAITING;
-		req->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													  delay_ms);
-		return;
+		req->not_before = now + delay_ms * 1000;
 	}
-
-	req->state = DALP_REQ_DONE;
-	dalp_nactive--;
-	if (req->outcome != DALP_OUT_RESPONSE ||
-		req->status < 200 || req->status >= 300)
-		stats->errors++;
+	else
+	{
+		req->state = DALP_REQ_DONE;
+		dalp_nactive--;
+		if (req->outcome != DALP_OUT_RESPONSE ||
+			req->status < 200 || req->status >= 300)
+			stats->errors++;
+	}
+	dalp_stats_flush();
 }
 
 /*
@@ -869,11 +970,11 @@ static void
 wait_for_activity(int running)
 {
 	long		timeout_ms = DALP_POLL_MS;
-	TimestampTz next_launch = next_due();
+	int64		next_launch = next_due();
 
 	if (next_launch != 0)
 	{
-		TimestampTz now = GetCurrentTimestamp();
+		int64		now = dalp_monotonic_us();
 		int64		until_ms = (next_launch - now + 999) / 1000;
 
 		timeout_ms = Min(timeout_ms, Max(until_ms, 0));
@@ -926,6 +1027,8 @@ request_detach(DalpHttpRequest *req)
 		if (req->state != DALP_REQ_DONE)
 			dalp_nactive--;
 	}
+	/* a send time reserved and now not needed goes back to the budget */
+	dalp_budget_release(&req->budget);
 	if (req->easy != NULL)
 	{
 		/* aborts an unfinished transfer; libcurl closes its connection */
@@ -956,31 +1059,41 @@ request_release(DalpHttpRequest *req)
 }
 
 /*
- * "host" or "host:port" of a URL, palloc'd.  Not secret, unlike the key, so
- * it may appear in messages.
+ * "host" or "host:port" of a URL, palloc'd; with origin,
+ * "scheme://host:port" in lowercase, the port always there.  Not secret,
+ * unlike the key, so it may appear in messages.
  */
 static char *
-url_host(const char *url)
+url_host(const char *url, bool origin)
 {
 	CURLU	   *u = curl_url();
+	char	   *scheme = NULL;
 	char	   *host = NULL;
 	char	   *port = NULL;
 	char		buf[300];
 
 	if (u != NULL &&
 		curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
 		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
 	{
-		if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
-			snprintf(buf, sizeof(buf), "%s:%s", host, port);
-		else
+		if (curl_url_get(u, CURLUPART_PORT, &port,
+						 origin ? CURLU_DEFAULT_PORT : 0) != CURLUE_OK)
 			snprintf(buf, sizeof(buf), "%s", host);
+		else if (origin)
+			snprintf(buf, sizeof(buf), "%s://%s:%s", scheme, host, port);
+		else
+			snprintf(buf, sizeof(buf), "%s:%s", host, port);
 	}
 	else
 		snprintf(buf, sizeof(buf), "(unknown)");
+	curl_free(scheme);
 	curl_free(host);
 	curl_free(port);
 	curl_url_cleanup(u);
+	if (origin)
+		for (char *p = buf; *p; p++)
+			*p = pg_tolower((unsigned char) *p);
 	return pstrdup(buf);
 }
 
@@ -1005,7 +1118,7 @@ raise_failure(DalpHttpRequest *req)
 	{
 		size_t		len;
 
-		host = url_host(req->url);
+		host = url_host(req->url, false);
 		reason = pstrdup(req->errbuf[0] != '\0' ? req->errbuf :
 						 curl_easy_strerror(req->curl_code));
 		len = strlen(reason);
@@ -1021,7 +1134,7 @@ raise_failure(DalpHttpRequest *req)
 		/* the Location header, resolved against the request URL */
 		if (curl_easy_getinfo(req->easy, CURLINFO_REDIRECT_URL,
 							  &target) == CURLE_OK && target != NULL)
-			host = dalp_display_text(url_host(target));
+			host = dalp_display_text(url_host(target, false));
 	}
 
 	request_release(req);
@@ -1126,6 +1239,10 @@ dalp_http_start(const DalpConnConfig *conf, const char *path)
 	oldcxt = MemoryContextSwitchTo(cxt);
 	req->url = psprintf("%s%s", conf->base_url, path);
 	req->display_path = dalp_decode_for_display(path);
+	req->server_name = pstrdup(conf->server_name);
+	if (dalp_shared_enabled())
+		dalp_budget_ticket_init(&req->budget, url_host(conf->base_url, true),
+								conf->api_key);
 	MemoryContextSwitchTo(oldcxt);
 
 	req->serverid = conf->serverid;
@@ -1161,26 +1278,38 @@ DalpHttpResult *
 dalp_http_wait(DalpHttpRequest *req)
 {
 	DalpHttpResult *res;
-	TimestampTz last = GetCurrentTimestamp();
+	DalpServerStats *stats = dalp_stats_for(req->serverid);
+	int64		last = dalp_monotonic_us();
+	bool		budget_waiting = false;
 
 	Assert(req->listed);
+	dalp_activity_request(req->server_name, req->display_path);
 	for (;;)
 	{
-		TimestampTz now;
+		int64		now;
 		int			running;
 
 		CHECK_FOR_INTERRUPTS();
 		running = http_progress();
 
 		/* counted as we go, so that a cancelled wait is counted too */
-		now = GetCurrentTimestamp();
-		dalp_stats_for(req->serverid)->network_wait_ms += (now - last) / 1000.0;
+		now = dalp_monotonic_us();
+		if (budget_waiting)
+			stats->budget_wait_us += now - last;
+		else
+			stats->network_wait_us += now - last;
 		last = now;
 
 		if (req->state == DALP_REQ_DONE)
 			break;
+		budget_waiting = req->state == DALP_REQ_WAITING &&
+			(req->wait_kind == DALP_WAIT_RATE_LIMIT ||
+			 req->wait_kind == DALP_WAIT_RETRY_AFTER);
+		dalp_activity_wait(req->state == DALP_REQ_RUNNING ?
+						   DALP_WAIT_NETWORK : req->wait_kind);
 		wait_for_activity(running);
 	}
+	dalp_activity_wait(DALP_WAIT_NONE);
 
 	if (req->outcome != DALP_OUT_RESPONSE)
 		raise_failure(req);

@@ -677,4 +677,5 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("dalp_fdw");
+	dalp_shared_register();
 }

@@ -770,6 +770,8 @@ begin_table(ForeignScanState *node, List *priv, List *exprs, Oid userid,
 	dalp_get_conn_config(st->conf.serverid, userid, &st->conf);
 	dalp_apply_table_options(relid, &st->conf);
 	st->stats = dalp_stats_for(st->conf.serverid);
+	dalp_activity_scan_begin(st->conf.server_name, st->mode == DALP_MODE_ROWS,
+							 estate->es_query_cxt);
 
 	/* a base scan fills the table's columns; others their scan tuple */
 	if (fsplan->scan.scanrelid > 0)
@@ -909,6 +911,30 @@ receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
 	return found;
 }
 
+/*
+ * For dalp_fdw.activity: a page was read.  The first page of a stream,
+ * read from offset "from" (up to "end", if not -1), says from its
+ * meta.total how many pages the stream has; a page without a total counts
+ * only itself.
+ */
+static void
+report_page(DalpScanState *st, bool first, bool one_page, int64 from,
+			int64 end)
+{
+	int64		expected = 0;
+
+	if (one_page || st->page.total < 0)
+		expected = 1;
+	else if (first)
+	{
+		int64		last = (end >= 0) ? Min(end, st->page.total) : st->page.total;
+
+		expected = Max(1, (last - from + st->conf.page_size - 1) /
+					   st->conf.page_size);
+	}
+	dalp_activity_page(expected);
+}
+
 typedef void (*PageCallback) (DalpScanState *st, void *arg);
 
 /*
@@ -941,9 +967,11 @@ read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 			if (res->marker && before == NULL && !last)
 			{
 				/* page 1 only told that there are more: start over */
+				report_page(st, false, true, 0, -1);
 				before = fetch_marker(st, res, token);
 				continue;
 			}
+			report_page(st, offset == 0, false, 0, -1);
 			per_page(st, arg);
 			offset += st->page.nitems;
 		}
@@ -1318,6 +1346,8 @@ next_page(DalpScanState *st)
 	st->have_page = true;
 	st->next_item = 0;
 	requested = page_limit(st, stream, offset);
+	report_page(st, offset == st->offset, single || st->mode != DALP_MODE_ROWS,
+				st->offset, stream->end);
 
 	if (single || st->mode != DALP_MODE_ROWS ||
 		page_is_last(&st->page, offset, requested) ||
@@ -1460,6 +1490,7 @@ return_row(DalpScanState *st, TupleTableSlot *slot)
 {
 	st->rows++;
 	st->stats->rows++;
+	dalp_activity_row();
 	if (st->limit > 0 && --st->limit == 0)
 		st->exhausted = true;
 	return slot;

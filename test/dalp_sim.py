@@ -39,7 +39,8 @@ KIND; when several fall on one request the first of FAULT_ORDER wins. Kinds:
               ({"total": "-1"}, {"facets": "{...}"})
   redirect    302 to "redirect_to" + the request's path and query
 Other settings: "latency_ms" (added to every /api request), "retry_after" (s,
-default 1), "slow_ms" (default 10000), "path_prefix", "redirect_to" (an
+default 1), "slow_ms" (default 10000), "max_faults" (no more faults after
+that many, default: no limit), "path_prefix", "redirect_to" (an
 origin such as http://127.0.0.1:9999, default "": the same origin),
 "echo_key" (true: every error body quotes the X-Api-Key the request carried,
 as a careless server might), "spare_ms" (default 0): a request whose
@@ -1377,8 +1378,8 @@ FAULT_ORDER = ("reset", "slow", "stall", "redirect", "html", "malformed", "wrong
                "bare_meta", "400",
                "403", "422",
                "429", "500", "502", "503", "504")
-FAULT_KEYS = {"latency_ms", "every", "retry_after", "slow_ms", "path_prefix", "patch", "patch_meta", "redirect_to",
-              "echo_key", "spare_ms", "error_message", "listing"}
+FAULT_KEYS = {"latency_ms", "every", "retry_after", "slow_ms", "max_faults", "path_prefix", "patch", "patch_meta",
+              "redirect_to", "echo_key", "spare_ms", "error_message", "listing"}
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
              b"<body><h1>Bad Gateway</h1><p>The proxy could not reach the upstream server.</p></body></html>\n")
 
@@ -1397,8 +1398,10 @@ class Faults:
             raise ValueError("every: an object whose keys are among %s" % ", ".join(FAULT_ORDER))
         new = {"latency_ms": conf.get("latency_ms", 0), "every": {k: every[k] for k in FAULT_ORDER if every.get(k)},
                "retry_after": conf.get("retry_after", 1), "slow_ms": conf.get("slow_ms", 10000),
-               "path_prefix": conf.get("path_prefix", ""), "spare_ms": conf.get("spare_ms", 0)}
-        for v in [new["latency_ms"], new["retry_after"], new["slow_ms"], new["spare_ms"]] + list(every.values()):
+               "path_prefix": conf.get("path_prefix", ""), "spare_ms": conf.get("spare_ms", 0),
+               "max_faults": conf.get("max_faults")}
+        numbers = [new["latency_ms"], new["retry_after"], new["slow_ms"], new["spare_ms"]] + list(every.values())
+        for v in numbers + ([] if new["max_faults"] is None else [new["max_faults"]]):
             if not isinstance(v, int) or v < 0:
                 raise ValueError("fault numbers must be non-negative integers, got %r" % (v,))
         if not isinstance(new["path_prefix"], str):
@@ -1421,6 +1424,7 @@ class Faults:
         with self.lock:
             self.conf = new
             self.count = 0
+            self.injected = 0
             self.faulted_at = {}     # target -> when it was last faulted (spare_ms)
             self.prune_at = 1024
 
@@ -1435,8 +1439,11 @@ class Faults:
             if spare and now - self.faulted_at.get(target, float("-inf")) < spare:
                 return None
             self.count += 1
+            if self.conf["max_faults"] is not None and self.injected >= self.conf["max_faults"]:
+                return None
             for kind, n in self.conf["every"].items():
                 if self.count % n == 0:
+                    self.injected += 1
                     if spare:
                         self.spare(target, now, spare)
                     return kind

@@ -26,6 +26,9 @@
 #
 # Environment (defaults in brackets):
 #   DALP_PGPORT [54329]  DALP_SIM_PORT [18765]
+#   DALP_PRELOAD [pg_cron,dalp_fdw]: the cluster's shared_preload_libraries
+#     (dalp_fdw preloaded shares request budgets and activity, as README
+#     recommends; t_budget.sh also starts a cluster without it)
 #   DALP_API_KEY [sm_dalp_test_0123456789abcdef]   DALP_SIM_TIMEOUT [60] (s)
 # Exported once started: PGHOST PGPORT PGUSER PGDATABASE DALP_PGLOG
 #   DALP_SIM_URL DALP_SIM_PORT DALP_API_KEY DALP_REPO DALP_PYTHON
@@ -246,14 +249,15 @@ dalp_start_cluster() {
     --locale=C.UTF-8 -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; dalp_die "initdb failed"; }
   # pg_cron must be preloaded; its jobs run in the postgres database and
-  # connect over our private socket directory.
+  # connect over our private socket directory. dalp_fdw is preloaded as in
+  # production, unless DALP_PRELOAD says otherwise.
   cat >>"$data/postgresql.conf" <<EOF
 
 # dalp_fdw test cluster (test/lib.sh)
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
-shared_preload_libraries = 'pg_cron'
+shared_preload_libraries = '${DALP_PRELOAD-pg_cron,dalp_fdw}'
 cron.database_name = 'postgres'
 cron.host = '$dir'
 # throwaway cluster: speed over durability

@@ -681,6 +681,10 @@ def faults(c):
         assert got == [200, 429, 503, 429, 200, 429], got
         log = s.control("GET", "log")
         assert [e["fault"] for e in log] == [None, "429", "503", "429", None, "429"], log
+        # max_faults: the first two, then none
+        s.control("POST", "faults", {"every": {"429": 1}, "max_faults": 2, "path_prefix": prefix})
+        got = [s.api(path)[0] for _ in range(4)]
+        assert got == [429, 429, 200, 200], got
         # spare_ms: a target faulted lately is neither faulted nor counted, whatever came in between
         s.control("POST", "faults", {"every": {"503": 2}, "spare_ms": 60000, "path_prefix": prefix})
         other = [("page[limit]", 3)]

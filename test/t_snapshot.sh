@@ -98,7 +98,7 @@ SELECT (SELECT string_agg(table_name || ':' || privilege_type, ',' ORDER BY tabl
                   AND has_function_privilege('public', p.oid, 'EXECUTE')) || ' implementations';
 SQL
 )
-[[ $public == "auditors:SELECT,event_log:SELECT,snapshot_balances:SELECT,snapshots:SELECT,sync_state:SELECT true false 0 implementations" ]] ||
+[[ $public == "activity:SELECT,auditors:SELECT,event_log:SELECT,snapshot_balances:SELECT,snapshots:SELECT,sync_state:SELECT true false 0 implementations" ]] ||
   dalp_die "PUBLIC's privileges (views, schema dalp_fdw, schema dalp_fdw_ledger, implementations): $public"
 
 snapshot="SELECT dalp_fdw.take_snapshot('snap', '$token', '2026-06-01 00:00:00+00')"
