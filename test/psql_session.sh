@@ -68,8 +68,9 @@ sess_ms() { echo "$_sess_ms"; }
 sess_close() {
   local pid=${SESS_PID:-} i
   [[ -n $pid ]] || return 0
-  # once psql has exited, bash has closed (and unset) its descriptors
-  { printf '\\q\n' >&"${SESS[1]}"; } 2>/dev/null || true
+  # once psql has exited, bash has closed (and unset) its descriptors; a psql
+  # exiting right now (its backend was terminated) must not SIGPIPE the script
+  (trap '' PIPE; printf '\\q\n' >&"${SESS[1]}") 2>/dev/null || true
   # a statement still running would hold the \q back: do not wait for it
   for ((i = 0; i < 50; i++)); do _dalp_alive "$pid" || break; sleep 0.1; done
   kill -TERM "$pid" 2>/dev/null || true
