@@ -4,7 +4,7 @@
 # command, as root on Debian 12: installs what is missing, builds and
 # installs the extension, starts its own PostgreSQL 15 and simulator (test/lib.sh), sets
 # 20 ms of latency on every request, measures, prints the table and writes
-# bench/network.md, then stops everything.  About 3 minutes.
+# bench/network.md, then stops everything.  About 2 minutes.
 #
 # The simulator has token BIG (200,000 events, 1,000 pages of 200) and 40
 # small tokens SML001..SML040 (one page of holders and of events each).
@@ -96,7 +96,7 @@ SQL
 )
   mapfile -t lines <<<"$out"
   printf '{"id": "%s", "label": "%s", "rounds": %s, "query": %s, "sql": %s, "requests": %s}\n' \
-    "$id" "$label" "$rounds" "$("$DALP_PYTHON" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$query")" \
+    "$id" "$label" "$rounds" "$("$DALP_PYTHON" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$setup $query")" \
     "${lines[0]}" "${lines[1]}" >>"$MEASUREMENTS"
 }
 rounds() { echo $((1 + ($1 - 1 + CONCURRENCY - 1) / CONCURRENCY)); }
@@ -179,7 +179,7 @@ for rid, text, factor, nrounds in targets:
     med = statistics.median(by_id[rid]["sql"]["ms"])
     out.append("| %s | %.0f ms | %.0f ms | %s |" % (text, bound, med, "**met**" if med <= bound else "**not met**"))
 out += ["", "## Queries", ""]
-out += ["%d. \`%s\`" % (i, r["query"]) for i, r in enumerate(rows, 1)]
+out += ["%d. \`%s\`" % (i, r["query"].strip()) for i, r in enumerate(rows, 1)]
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PY
