@@ -6,6 +6,7 @@ OBJS = \
 	src/decode.o \
 	src/http.o \
 	src/import.o \
+	src/json.o \
 	src/ledger.o \
 	src/options.o \
 	src/plan.o \
@@ -32,6 +33,7 @@ REGRESS = \
 	hostile \
 	import \
 	joins \
+	json_exact \
 	json_path \
 	ledger_security \
 	mirror \
@@ -44,8 +46,8 @@ REGRESS = \
 	tables
 REGRESS_OPTS = --inputdir=.
 
-PG_CPPFLAGS = -std=gnu99 $(shell pkg-config --cflags libcurl)
-SHLIB_LINK = $(shell pkg-config --libs libcurl)
+PG_CPPFLAGS = -std=gnu99 $(shell pkg-config --cflags libcurl json-c)
+SHLIB_LINK = $(shell pkg-config --libs libcurl json-c)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

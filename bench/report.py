@@ -10,10 +10,10 @@ import statistics
 import sys
 
 TARGETS = {
-    "fdw_vs_raw": 1.4,          # dalp_fdw time / raw client time, at most
-    "py_vs_fdw": 5.0,           # PL/Python time / dalp_fdw time, at least
+    "fdw_vs_raw": 1.15,         # dalp_fdw time / raw client time, same concurrency, at most
     "c1_vs_c8": 6.0,            # with latency: concurrency 1 / concurrency 8, at least
-    "c8_vs_ideal": 1.3,         # with latency: concurrency 8 / (pages x latency / 8), at most
+    "c8_vs_ideal": 1.2,         # with latency: concurrency 8 / (pages x latency / 8), at most
+    "py_vs_fdw_lat": 6.0,       # with latency: PL/Python / dalp_fdw at concurrency 8, at least
     "mem_growth_mb": 32,        # peak memory, 1,000,000 events minus 10,000, at most
 }
 
@@ -125,15 +125,14 @@ def main():
 
     ideal = pages * latency / 1000 / 8
     checks = [
-        ("fdw_vs_raw", "dalp_fdw ≤ %.1f× the raw client, no latency (concurrency 4)" % TARGETS["fdw_vs_raw"],
-         r["fdw_c4"].median / r["raw_c4"].median, "%.2f s / %.2f s = %.2f×"
-         % (r["fdw_c4"].median, r["raw_c4"].median, r["fdw_c4"].median / r["raw_c4"].median),
-         lambda x: x <= TARGETS["fdw_vs_raw"]),
-        ("py_vs_fdw", "PL/Python ≥ %.0f× dalp_fdw, no latency (both uncompressed, as urllib asks)"
-         % TARGETS["py_vs_fdw"],
-         r["py"].median / r["fdw_plain"].median, "%.2f s / %.2f s = %.1f×"
-         % (r["py"].median, r["fdw_plain"].median, r["py"].median / r["fdw_plain"].median),
-         lambda x: x >= TARGETS["py_vs_fdw"]),
+        ("fdw_vs_raw_c%d" % c,
+         "dalp_fdw ≤ %.2f× the raw client at concurrency %d, no latency" % (TARGETS["fdw_vs_raw"], c),
+         r["fdw_c%d" % c].median / r["raw_c%d" % c].median, "%.2f s / %.2f s = %.2f×"
+         % (r["fdw_c%d" % c].median, r["raw_c%d" % c].median,
+            r["fdw_c%d" % c].median / r["raw_c%d" % c].median),
+         lambda x: x <= TARGETS["fdw_vs_raw"])
+        for c in (1, 4, 8)
+    ] + [
         ("c1_vs_c8", "%d ms latency: concurrency 8 ≥ %.0f× faster than concurrency 1" % (latency, TARGETS["c1_vs_c8"]),
          r["fdw_c1_lat"].median / r["fdw_c8_lat"].median, "%.2f s / %.2f s = %.1f×"
          % (r["fdw_c1_lat"].median, r["fdw_c8_lat"].median, r["fdw_c1_lat"].median / r["fdw_c8_lat"].median),
@@ -143,6 +142,11 @@ def main():
          r["fdw_c8_lat"].median / ideal, "%.2f s / %.2f s = %.2f×"
          % (r["fdw_c8_lat"].median, ideal, r["fdw_c8_lat"].median / ideal),
          lambda x: x <= TARGETS["c8_vs_ideal"]),
+        ("py_vs_fdw_lat", "%d ms latency: PL/Python ≥ %.0f× dalp_fdw at concurrency 8"
+         % (latency, TARGETS["py_vs_fdw_lat"]),
+         r["py_lat"].median / r["fdw_c8_lat"].median, "%.2f s / %.2f s = %.1f×"
+         % (r["py_lat"].median, r["fdw_c8_lat"].median, r["py_lat"].median / r["fdw_c8_lat"].median),
+         lambda x: x >= TARGETS["py_vs_fdw_lat"]),
     ]
     small, big = mem["mem_small"], mem["mem_big"]
     growth_mb = (big["hwm_kb"] - small["hwm_kb"]) / 1024
@@ -155,11 +159,8 @@ def main():
     w("")
     w("| target | measured (same run) | verdict |")
     w("| --- | --- | --- |")
-    missed = set()
-    for key, name, value, text, ok in checks:
+    for _key, name, value, text, ok in checks:
         w("| %s | %s | %s |" % (name, text, verdict(ok(value))))
-        if not ok(value):
-            missed.add(key)
     w("")
     w("Peak memory is VmHWM of a fresh backend after the scan (`/proc/<pid>/status`), "
       "against a second simulator with %s events: %.1f MB for a backend that scanned nothing, "
@@ -219,24 +220,20 @@ def main():
       "(row %d vs row %d); on a real network the bytes saved are worth more than that."
       % (c4.stats["bytes"] / runs / 1e6, pages, fmt_s(gzip_cost),
          order.index("raw_c4") + 1, order.index("raw_identity") + 1))
-    if "py_vs_fdw" in missed:
-        projected = c4.median - gzip_cost
-        w("- **Why PL/Python is not %.0f× slower.** The peer is not slow: Python's `json` is a C "
-          "parser, and urllib neither asks for gzip nor has to decompress it. Per page it spends "
-          "%.1f ms; dalp_fdw spends %.2f ms, of which decompressing the gzip'd page is about "
-          "%.2f ms (the raw client's difference above). What it would take: not offering gzip "
-          "where the link is fast (a server option in http.c, not part of this benchmark) would bring "
-          "dalp_fdw to about %s s here, %.1f× faster than PL/Python; beyond that the remaining "
-          "cost is receiving the bytes and the executor's per-row work."
-          % (TARGETS["py_vs_fdw"], 1000 * r["py"].median / pages, 1000 * c4.median / pages,
-             1000 * gzip_cost / pages, fmt_s(projected), r["py"].median / projected))
-    if c4.median < r["raw_c4"].median:
-        w("- dalp_fdw is faster than the raw client: decode.c has its own JSON parser, about ten "
-          "times faster than json-c on these pages, while the raw client keeps json-c as the "
-          "brief defines it. Parsing with json-c is about %s s of the raw client's %s s "
-          "(row %d vs row %d, both without gzip)."
-          % (fmt_s(r["raw_identity"].median - r["raw_fetch"].median), fmt_s(r["raw_c4"].median),
-             order.index("raw_identity") + 1, order.index("raw_fetch") + 1))
+    w("- Both dalp_fdw and the raw client parse with json-c (0.16), so the gap between them is "
+      "dalp_fdw's own work: the pre-scan that bounds what a response may cost and keeps big "
+      "integers exact (`src/json.c`), the executor's rows and the numeric conversion of "
+      "`amount`. Parsing with json-c is about %s s of the raw client's %s s (row %d vs row %d, "
+      "both without gzip). dalp_fdw parses the page it waits for next as its bytes arrive, and "
+      "the pages in flight behind it when their turn comes, just before their rows are read; "
+      "the raw client parses a page once it is complete."
+      % (fmt_s(r["raw_identity"].median - r["raw_fetch"].median), fmt_s(r["raw_c4"].median),
+         order.index("raw_identity") + 1, order.index("raw_fetch") + 1))
+    w("- Without latency and gzip, PL/Python (row %d, %s s) is %.1f× dalp_fdw (row %d, %s s): "
+      "Python's `json` is a C parser and faster than json-c on these pages; with latency, "
+      "where pages overlap, dalp_fdw's concurrency decides (targets)."
+      % (order.index("py") + 1, fmt_s(r["py"].median), r["py"].median / r["fdw_plain"].median,
+         order.index("fdw_plain") + 1, fmt_s(r["fdw_plain"].median)))
     c8_conns = r["fdw_c8"].stats["connections_opened"] + r["fdw_c8_lat"].stats["connections_opened"]
     if c8_conns > 0:
         w("- At concurrency 8 the session opened %d connections over its %d measured scans "

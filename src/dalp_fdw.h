@@ -5,8 +5,8 @@
  *
  * The resource catalog (catalog.c) describes every DALP collection as data;
  * planning, request building, decoding and IMPORT FOREIGN SCHEMA are generic
- * code over it.  libcurl stays in http.c and JSON parsing in decode.c, so that the
- * rest of the code speaks PostgreSQL only.
+ * code over it.  libcurl stays in http.c and json-c in json.c and decode.c,
+ * so that the rest of the code speaks PostgreSQL only.
  *
  *-------------------------------------------------------------------------
  */
@@ -187,7 +187,8 @@ extern char *dalp_column_json_path(Oid relid, AttrNumber attnum);
 typedef struct DalpHttpResult
 {
 	long		status;			/* final HTTP status */
-	char	   *body;			/* NUL-terminated, palloc'd */
+	char	   *body;			/* NUL-terminated, palloc'd; NULL when a sink
+								 * took it */
 	size_t		body_len;
 	char	   *content_type;	/* palloc'd, or NULL */
 	int			attempts;		/* requests sent for this result */
@@ -197,13 +198,27 @@ typedef struct DalpHttpResult
 
 typedef struct DalpHttpRequest DalpHttpRequest;
 
+/*
+ * Where the body of a 2xx response goes as it arrives (other bodies are
+ * kept in DalpHttpResult.body).  Both functions run inside libcurl: they
+ * must neither palloc nor raise an ERROR.
+ */
+typedef struct DalpBodySink
+{
+	/* an attempt starts: forget the bytes of an earlier one */
+	void		(*begin) (void *arg);
+	/* the next bytes; false stops the transfer */
+	bool		(*consume) (void *arg, const char *data, size_t len);
+	void	   *arg;
+} DalpBodySink;
+
 extern DalpHttpRequest *dalp_http_start(const DalpConnConfig *conf,
-										const char *path);
+										const char *path, DalpBodySink *sink);
 extern DalpHttpResult *dalp_http_wait(DalpHttpRequest *req);
 extern bool dalp_http_done(const DalpHttpRequest *req);
 extern void dalp_http_abandon(DalpHttpRequest *req);
 extern DalpHttpResult *dalp_http_get(const DalpConnConfig *conf,
-									 const char *path);
+									 const char *path, DalpBodySink *sink);
 
 /* ----------------------------------------------------------------
  * Statistics (stats.c): per server, per backend
@@ -366,7 +381,20 @@ extern int64 dalp_api_count(const char *text, const char *what,
 extern int64 dalp_add_counts(int64 a, int64 b, const char *what);
 
 /* ----------------------------------------------------------------
- * Decoding (decode.c): the only file that parses JSON
+ * JSON (json.c): responses parsed by json-c as they arrive
+ * ----------------------------------------------------------------
+ */
+
+typedef struct DalpJsonParser DalpJsonParser;
+
+extern DalpJsonParser *dalp_json_parser_create(int64 max_response_bytes,
+											   bool active);
+extern DalpBodySink *dalp_json_parser_sink(DalpJsonParser *parser);
+extern void dalp_json_parser_activate(DalpJsonParser *parser);
+extern void dalp_json_parser_free(DalpJsonParser *parser);
+
+/* ----------------------------------------------------------------
+ * Decoding (decode.c): json-c documents to Datums
  * ----------------------------------------------------------------
  */
 
@@ -410,12 +438,12 @@ typedef struct DalpColumnBinding
 	char		elemdelim;		/* ... the array literal's delimiter */
 } DalpColumnBinding;
 
-/* One decoded response page; json stays inside decode.c. */
+/* One decoded response page; json-c stays inside decode.c. */
 typedef struct DalpPage
 {
-	void	   *root;			/* the parsed document (decode.c's JsonDoc),
-								 * palloc'd in the page's memory context */
-	void	   *items;			/* the items' node references */
+	void	   *root;			/* the parsed document (a json_object), freed
+								 * with the page's memory context */
+	void	   *items;			/* the items (json_object pointers) */
 	int			nitems;
 	int64		total;			/* meta.total, or -1 when absent */
 	const char *display_path;	/* for errors */
@@ -432,6 +460,7 @@ extern void dalp_raise_for_status(const DalpHttpResult *res,
 								  const char *display_path,
 								  const char *secret);
 extern void dalp_page_parse(DalpPage *page, const DalpHttpResult *res,
+							DalpJsonParser *parser,
 							const DalpResourceDef *resdef, bool single,
 							const char *display_path);
 extern void dalp_page_release(DalpPage *page);

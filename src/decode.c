@@ -1,29 +1,24 @@
 /*-------------------------------------------------------------------------
  *
  * decode.c
- *		  JSON → Datums: the envelope (data, meta, links), API error bodies,
- *		  and items converted by the catalog's column bindings.
+ *		  json-c documents → Datums: the envelope (data, meta), API error
+ *		  bodies, and items converted by the catalog's column bindings.
  *
- * Responses are parsed by a small JSON parser of our own rather than by a
- * general-purpose library.  Decoding a scan is mostly parsing: with json-c,
- * parsing and freeing the tree took two thirds of the backend's CPU time in
- * bench/'s 200,000-event scan, because json-c allocates every value, string
- * and key on its own and hashes every object.  The parser here makes one pass over a
- * copy of the body and records each value as a 16-byte node of a flat
- * array (the "tape"), in document order, with the index just past the
- * value's subtree so that readers skip what they do not need.  Strings are
- * unescaped in place and NUL-terminated where their closing quote was, so a
- * string value is a C string without a copy; numbers keep their text, which
- * is what PostgreSQL's input functions want (and stays exact, where a
- * library would have rounded it to a double or an int64).
+ * json.c parses each response with json-c as it arrives; this file reads
+ * the document.  Only the columns a query uses are converted; the whole
+ * item (raw) and the event values become jsonb straight from the json-c
+ * tree, timestamps in DALP's shape are read directly, and every other
+ * value goes through its column type's input function.  Numbers keep the
+ * digits the API sent (dalp_json_number_text), never json-c's int64 or
+ * double.
  *
- * Everything is palloc'd in the memory context current when the page is
- * parsed; dalp_page_release only forgets it, and the scan reclaims it by
+ * A page's document belongs to the memory context current when it was
+ * parsed; dalp_page_release only forgets it, and the scan frees it by
  * resetting that context.
  *
  *-------------------------------------------------------------------------
  */
-#include "dalp_fdw.h"
+#include "dalp_json.h"
 
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
@@ -36,555 +31,39 @@
 #include "utils/timestamp.h"
 
 /* ----------------------------------------------------------------
- * The JSON tape
+ * Reading the json-c document
  * ----------------------------------------------------------------
  */
 
-typedef enum JsonKind
-{
-	JSON_NULL,
-	JSON_FALSE,
-	JSON_TRUE,
-	JSON_NUMBER,
-	JSON_STRING,
-	JSON_ARRAY,
-	JSON_OBJECT
-} JsonKind;
-
-/* A string that held \u0000: its C string stops short, text cannot hold it */
-#define JSON_FLAG_NUL	0x01
-
 /*
- * One value.  An object's members follow it as key, value, key, value...;
- * an array's elements follow it; "next" skips the whole subtree.
- */
-typedef struct JsonNode
-{
-	uint8		kind;			/* JsonKind */
-	uint8		flags;			/* JSON_FLAG_* */
-	uint32		start;			/* byte offset of the value in the text; of
-								 * a string, of its first character */
-	uint32		len;			/* string: bytes once unescaped; number: its
-								 * text's length; array, object: how many
-								 * elements or members */
-	int32		next;			/* index of the node after this subtree */
-} JsonNode;
-
-/* A node index; JSON_NONE when a value is absent. */
-typedef int32 JsonRef;
-
-#define JSON_NONE	(-1)
-
-typedef struct JsonDoc
-{
-	char	   *text;			/* a copy of the body, strings unescaped */
-	JsonNode   *nodes;
-	int32		nnodes;
-	int32		cap;
-} JsonDoc;
-
-/* Why parsing stopped, and where. */
-typedef struct JsonError
-{
-	const char *why;			/* NULL: the text ended too early */
-	size_t		offset;
-} JsonError;
-
-/* Bytes that may appear unescaped in a string and end no string. */
-static bool string_plain[256];
-static bool string_plain_ready = false;
-
-static void
-init_string_plain(void)
-{
-	for (int c = 0; c < 256; c++)
-		string_plain[c] = (c >= 0x20 && c != '"' && c != '\\');
-	string_plain_ready = true;
-}
-
-/*
- * Whether any byte of w is '"', '\\' or below 0x20 (SWAR: a byte is zero
- * after the XOR exactly when it matched; bytes at or above 0x80 never
- * count as below 0x20).
- */
-static inline bool
-has_special_byte(uint64 w)
-{
-	const uint64 ones = UINT64CONST(0x0101010101010101);
-	const uint64 highs = UINT64CONST(0x8080808080808080);
-	uint64		quote = w ^ (ones * '"');
-	uint64		backslash = w ^ (ones * '\\');
-
-	return (((quote - ones) & ~quote) |
-			((backslash - ones) & ~backslash) |
-			((w - ones * 0x20) & ~w)) & highs;
-}
-
-#define JSON_IS_SPACE(c) ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
-
-static inline char *
-skip_space(char *p, char *end)
-{
-	while (p < end && JSON_IS_SPACE(*p))
-		p++;
-	return p;
-}
-
-/* Out of line: a page's nodes are allocated once, and seldom grow. */
-static pg_noinline void
-grow_nodes(JsonDoc *doc)
-{
-	/* a node takes at least two bytes of text: this bound is never hit */
-	if (doc->cap > PG_INT32_MAX / 2)
-		elog(ERROR, "JSON document has too many values");
-	doc->cap *= 2;
-	doc->nodes = repalloc_huge(doc->nodes, sizeof(JsonNode) * doc->cap);
-}
-
-static inline JsonRef
-add_node(JsonDoc *doc, JsonKind kind, size_t start)
-{
-	JsonNode   *n;
-
-	if (unlikely(doc->nnodes == doc->cap))
-		grow_nodes(doc);
-	n = &doc->nodes[doc->nnodes];
-	n->kind = (uint8) kind;
-	n->flags = 0;
-	n->start = (uint32) start;
-	n->len = 0;
-	n->next = doc->nnodes + 1;
-	return doc->nnodes++;
-}
-
-/* Four hex digits at p, or -1. */
-static int
-hex4(const char *p)
-{
-	int			v = 0;
-
-	for (int i = 0; i < 4; i++)
-	{
-		int			d = dalp_hex_value(p[i]);
-
-		if (d < 0)
-			return -1;
-		v = (v << 4) | d;
-	}
-	return v;
-}
-
-/*
- * The string whose opening quote is at p[-1].  Returns the position after
- * the closing quote, or NULL with err set.  Escapes are decoded in place:
- * the decoded form is never longer than the escaped one.
- */
-static char *
-parse_string(JsonDoc *doc, char *p, char *end, JsonError *err)
-{
-	JsonRef		ref = add_node(doc, JSON_STRING, p - doc->text);
-	char	   *start = p;
-	char	   *w;
-
-	/*
-	 * Fast path: no escape until the closing quote.  Eight bytes at a time
-	 * while none of them is '"', '\\' or a control character: most DALP
-	 * strings are 42- or 66-character hex.
-	 */
-	while (end - p >= 8)
-	{
-		uint64		w;
-
-		memcpy(&w, p, 8);
-		if (has_special_byte(w))
-			break;
-		p += 8;
-	}
-	while (p < end && string_plain[(unsigned char) *p])
-		p++;
-	if (p < end && *p == '"')
-	{
-		*p = '\0';
-		doc->nodes[ref].len = (uint32) (p - start);
-		return p + 1;
-	}
-
-	w = p;
-	while (p < end)
-	{
-		unsigned char c = (unsigned char) *p;
-		int			cp;
-
-		if (c == '"')
-		{
-			*w = '\0';
-			doc->nodes[ref].len = (uint32) (w - start);
-			return p + 1;
-		}
-		if (c < 0x20)
-		{
-			err->why = "a control character inside a string";
-			err->offset = p - doc->text;
-			return NULL;
-		}
-		if (c != '\\')
-		{
-			*w++ = *p++;
-			continue;
-		}
-		if (end - p < 2)
-			break;
-		switch (p[1])
-		{
-			case '"':
-			case '\\':
-			case '/':
-				*w++ = p[1];
-				p += 2;
-				continue;
-			case 'b':
-				*w++ = '\b';
-				p += 2;
-				continue;
-			case 'f':
-				*w++ = '\f';
-				p += 2;
-				continue;
-			case 'n':
-				*w++ = '\n';
-				p += 2;
-				continue;
-			case 'r':
-				*w++ = '\r';
-				p += 2;
-				continue;
-			case 't':
-				*w++ = '\t';
-				p += 2;
-				continue;
-			case 'u':
-				break;
-			default:
-				err->why = "an invalid escape sequence";
-				err->offset = p - doc->text;
-				return NULL;
-		}
-		if (end - p < 6)
-			break;
-		cp = hex4(p + 2);
-		if (cp < 0)
-		{
-			err->why = "an invalid \\u escape";
-			err->offset = p - doc->text;
-			return NULL;
-		}
-		if (cp >= 0xD800 && cp <= 0xDBFF)
-		{
-			int			low;
-
-			if (end - p >= 12 && p[6] == '\\' && p[7] == 'u')
-				low = hex4(p + 8);
-			else if (end - p < 12 &&
-					 memcmp(p + 6, "\\u", Min(end - p - 6, 2)) == 0)
-				break;			/* the text ends where the low half would be */
-			else
-				low = -1;
-			if (low < 0xDC00 || low > 0xDFFF)
-			{
-				err->why = "a \\u escape of an unpaired surrogate";
-				err->offset = p - doc->text;
-				return NULL;
-			}
-			cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-			p += 12;
-		}
-		else if (cp >= 0xDC00 && cp <= 0xDFFF)
-		{
-			err->why = "a \\u escape of an unpaired surrogate";
-			err->offset = p - doc->text;
-			return NULL;
-		}
-		else
-			p += 6;
-		if (cp == 0)
-			doc->nodes[ref].flags |= JSON_FLAG_NUL;
-		unicode_to_utf8((pg_wchar) cp, (unsigned char *) w);
-		w += pg_utf_mblen((unsigned char *) w);
-	}
-	err->why = NULL;			/* the text ended inside the string */
-	return NULL;
-}
-
-/* A number as JSON spells it: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-static char *
-parse_number(JsonDoc *doc, char *p, char *end, JsonError *err)
-{
-	char	   *start = p;
-	JsonRef		ref;
-
-	if (p < end && *p == '-')
-		p++;
-	if (p < end && *p == '0')
-		p++;
-	else if (p < end && *p >= '1' && *p <= '9')
-		while (p < end && isdigit((unsigned char) *p))
-			p++;
-	else
-		goto bad;
-	if (p < end && *p == '.')
-	{
-		p++;
-		if (!(p < end && isdigit((unsigned char) *p)))
-			goto bad;
-		while (p < end && isdigit((unsigned char) *p))
-			p++;
-	}
-	if (p < end && (*p == 'e' || *p == 'E'))
-	{
-		p++;
-		if (p < end && (*p == '+' || *p == '-'))
-			p++;
-		if (!(p < end && isdigit((unsigned char) *p)))
-			goto bad;
-		while (p < end && isdigit((unsigned char) *p))
-			p++;
-	}
-	ref = add_node(doc, JSON_NUMBER, start - doc->text);
-	doc->nodes[ref].len = (uint32) (p - start);
-	return p;
-
-bad:
-	err->why = (p == end) ? NULL : "an invalid number";
-	err->offset = p - doc->text;
-	return NULL;
-}
-
-/*
- * Parse len bytes of body into doc.  Returns false, with err set, when the
- * body is not one JSON value.  No ERROR is raised for bad JSON, so that
- * callers can choose what to say.
+ * An object's member: true when present, with *value set (NULL for a JSON
+ * null, as json-c has it).  A repeated name has its last value.
  */
 static bool
-json_parse(JsonDoc *doc, const char *body, size_t len, JsonError *err)
+member(json_object *obj, const char *key, json_object **value)
 {
-	char	   *p;
-	char	   *end;
-	JsonRef    *stack;
-	int			depth = 0;
-	int			stack_cap = 32;
-
-	if (len >= PG_UINT32_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("DALP response of %zu bytes is too large to decode", len)));
-	if (!string_plain_ready)
-		init_string_plain();
-
-	doc->text = palloc_extended(len + 1, MCXT_ALLOC_HUGE);
-	memcpy(doc->text, body, len);
-	doc->text[len] = '\0';
-	/* about one value per 16 bytes of DALP JSON: one allocation, or two */
-	doc->cap = (int32) Min(len / 12 + 64, (size_t) PG_INT32_MAX / 2);
-	doc->nodes = palloc_extended(sizeof(JsonNode) * doc->cap, MCXT_ALLOC_HUGE);
-	doc->nnodes = 0;
-	stack = palloc(sizeof(JsonRef) * stack_cap);
-
-	p = doc->text;
-	end = doc->text + len;
-	err->why = NULL;
-	err->offset = len;
-
-	for (;;)
-	{
-		JsonRef		ref;
-
-		/* a value starts at p */
-		p = skip_space(p, end);
-		if (p == end)
-			return false;
-		switch (*p)
-		{
-			case '{':
-			case '[':
-				ref = add_node(doc, *p == '{' ? JSON_OBJECT : JSON_ARRAY,
-							   p - doc->text);
-				p = skip_space(p + 1, end);
-				if (p < end && *p == (doc->nodes[ref].kind == JSON_OBJECT ? '}' : ']'))
-				{
-					p++;
-					break;		/* empty: a complete value */
-				}
-				if (depth == stack_cap)
-				{
-					stack_cap *= 2;
-					stack = repalloc(stack, sizeof(JsonRef) * stack_cap);
-				}
-				stack[depth++] = ref;
-				if (doc->nodes[ref].kind == JSON_OBJECT)
-					goto member_key;
-				continue;		/* the first element */
-			case '"':
-				p = parse_string(doc, p + 1, end, err);
-				if (p == NULL)
-					return false;
-				break;
-			case 't':
-			case 'f':
-			case 'n':
-				{
-					const char *word = (*p == 't') ? "true" : (*p == 'f') ? "false" : "null";
-					size_t		wlen = strlen(word);
-
-					if ((size_t) (end - p) < wlen)
-					{
-						err->why = (memcmp(p, word, end - p) == 0) ? NULL : "an invalid literal";
-						err->offset = p - doc->text;
-						return false;
-					}
-					if (memcmp(p, word, wlen) != 0)
-					{
-						err->why = "an invalid literal";
-						err->offset = p - doc->text;
-						return false;
-					}
-					add_node(doc, (*p == 't') ? JSON_TRUE : (*p == 'f') ? JSON_FALSE : JSON_NULL,
-							 p - doc->text);
-					p += wlen;
-					break;
-				}
-			default:
-				if (*p != '-' && !isdigit((unsigned char) *p))
-				{
-					err->why = "a character that starts no JSON value";
-					err->offset = p - doc->text;
-					return false;
-				}
-				p = parse_number(doc, p, end, err);
-				if (p == NULL)
-					return false;
-				break;
-		}
-
-		/* a value is complete: close the containers it completes */
-		for (;;)
-		{
-			JsonNode   *top;
-
-			p = skip_space(p, end);
-			if (depth == 0)
-			{
-				if (p != end)
-				{
-					err->why = "text after the end of the JSON value";
-					err->offset = p - doc->text;
-					return false;
-				}
-				pfree(stack);
-				return true;
-			}
-			top = &doc->nodes[stack[depth - 1]];
-			top->len++;
-			if (p == end)
-				return false;
-			if (*p == ',')
-			{
-				p++;
-				break;
-			}
-			if (*p != (top->kind == JSON_OBJECT ? '}' : ']'))
-			{
-				err->why = (top->kind == JSON_OBJECT) ? "a member not followed by \",\" or \"}\""
-					: "an element not followed by \",\" or \"]\"";
-				err->offset = p - doc->text;
-				return false;
-			}
-			p++;
-			top->next = doc->nnodes;
-			depth--;
-		}
-		if (doc->nodes[stack[depth - 1]].kind != JSON_OBJECT)
-			continue;			/* the next element */
-
-member_key:
-		p = skip_space(p, end);
-		if (p == end)
-			return false;
-		if (*p != '"')
-		{
-			err->why = "an object member whose name is not a string";
-			err->offset = p - doc->text;
-			return false;
-		}
-		p = parse_string(doc, p + 1, end, err);
-		if (p == NULL)
-			return false;
-		p = skip_space(p, end);
-		if (p == end)
-			return false;
-		if (*p != ':')
-		{
-			err->why = "a member name not followed by \":\"";
-			err->offset = p - doc->text;
-			return false;
-		}
-		p++;
-	}
+	*value = NULL;
+	return json_object_is_type(obj, json_type_object) &&
+		json_object_object_get_ex(obj, key, value);
 }
 
-static inline JsonNode *
-node(const JsonDoc *doc, JsonRef ref)
+/* A member's value, or NULL when absent or null. */
+static json_object *
+object_get(json_object *obj, const char *key)
 {
-	return &doc->nodes[ref];
-}
+	json_object *value;
 
-static inline const char *
-node_text(const JsonDoc *doc, JsonRef ref)
-{
-	return doc->text + doc->nodes[ref].start;
-}
-
-/* The value of an object's member; the last one when a name repeats. */
-static JsonRef
-object_get(const JsonDoc *doc, JsonRef obj, const char *key)
-{
-	size_t		klen = strlen(key);
-	JsonRef		found = JSON_NONE;
-	JsonRef		end;
-
-	if (obj == JSON_NONE || node(doc, obj)->kind != JSON_OBJECT)
-		return JSON_NONE;
-	end = node(doc, obj)->next;
-	for (JsonRef k = obj + 1; k < end; k = node(doc, k + 1)->next)
-	{
-		if (node(doc, k)->len == klen &&
-			memcmp(node_text(doc, k), key, klen) == 0)
-			found = k + 1;
-	}
-	return found;
+	member(obj, key, &value);
+	return value;
 }
 
 /* A member's value when it is a string, else NULL. */
 static const char *
-object_get_string(const JsonDoc *doc, JsonRef obj, const char *key)
+object_get_string(json_object *obj, const char *key)
 {
-	JsonRef		v = object_get(doc, obj, key);
+	json_object *v = object_get(obj, key);
 
-	if (v == JSON_NONE || node(doc, v)->kind != JSON_STRING)
-		return NULL;
-	return node_text(doc, v);
-}
-
-static JsonRef
-array_get(const JsonDoc *doc, JsonRef arr, size_t index)
-{
-	JsonRef		end = node(doc, arr)->next;
-	JsonRef		e = arr + 1;
-
-	if (index >= node(doc, arr)->len)
-		return JSON_NONE;
-	for (size_t i = 0; i < index && e < end; i++)
-		e = node(doc, e)->next;
-	return e;
+	return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
 /* A string in the database's encoding; DALP sends UTF-8. */
@@ -638,49 +117,57 @@ append_json_string(StringInfo buf, const char *s, size_t len)
 	appendStringInfoCharMacro(buf, '"');
 }
 
-/* Compact JSON text of a value, as the API could have sent it. */
+/*
+ * Compact JSON text of a value, as the API could have sent it: numbers as
+ * it sent them, members in its order.
+ */
 static void
-append_json_text(StringInfo buf, const JsonDoc *doc, JsonRef ref)
+append_json_text(StringInfo buf, json_object *v)
 {
-	JsonNode   *n = node(doc, ref);
+	size_t		len;
+	const char *text;
+	bool		first = true;
 
 	check_stack_depth();
-	switch ((JsonKind) n->kind)
+	switch (json_object_get_type(v))
 	{
-		case JSON_NULL:
+		case json_type_null:
 			appendStringInfoString(buf, "null");
 			break;
-		case JSON_FALSE:
-			appendStringInfoString(buf, "false");
+		case json_type_boolean:
+			appendStringInfoString(buf, json_object_get_boolean(v) ? "true" : "false");
 			break;
-		case JSON_TRUE:
-			appendStringInfoString(buf, "true");
+		case json_type_int:
+		case json_type_double:
+			text = dalp_json_number_text(v, &len);
+			appendBinaryStringInfo(buf, text, len);
 			break;
-		case JSON_NUMBER:
-			appendBinaryStringInfo(buf, node_text(doc, ref), n->len);
+		case json_type_string:
+			append_json_string(buf, json_object_get_string(v),
+							   json_object_get_string_len(v));
 			break;
-		case JSON_STRING:
-			append_json_string(buf, node_text(doc, ref), n->len);
-			break;
-		case JSON_ARRAY:
+		case json_type_array:
 			appendStringInfoCharMacro(buf, '[');
-			for (JsonRef e = ref + 1; e < n->next; e = node(doc, e)->next)
+			for (size_t i = 0; i < json_object_array_length(v); i++)
 			{
-				if (e > ref + 1)
+				if (i > 0)
 					appendStringInfoCharMacro(buf, ',');
-				append_json_text(buf, doc, e);
+				append_json_text(buf, json_object_array_get_idx(v, i));
 			}
 			appendStringInfoCharMacro(buf, ']');
 			break;
-		case JSON_OBJECT:
+		case json_type_object:
 			appendStringInfoCharMacro(buf, '{');
-			for (JsonRef k = ref + 1; k < n->next; k = node(doc, k + 1)->next)
 			{
-				if (k > ref + 1)
-					appendStringInfoCharMacro(buf, ',');
-				append_json_string(buf, node_text(doc, k), node(doc, k)->len);
-				appendStringInfoCharMacro(buf, ':');
-				append_json_text(buf, doc, k + 1);
+				json_object_object_foreach(v, key, value)
+				{
+					if (!first)
+						appendStringInfoCharMacro(buf, ',');
+					first = false;
+					append_json_string(buf, key, strlen(key));
+					appendStringInfoCharMacro(buf, ':');
+					append_json_text(buf, value);
+				}
 			}
 			appendStringInfoCharMacro(buf, '}');
 			break;
@@ -689,12 +176,12 @@ append_json_text(StringInfo buf, const JsonDoc *doc, JsonRef ref)
 
 /* A value as compact JSON text, for text columns and messages. */
 static char *
-json_text(const JsonDoc *doc, JsonRef ref)
+json_text(json_object *v)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	append_json_text(&buf, doc, ref);
+	append_json_text(&buf, v);
 	return server_string(buf.data, buf.len);
 }
 
@@ -782,21 +269,19 @@ void
 dalp_raise_for_status(const DalpHttpResult *res, const char *display_path,
 					  const char *secret)
 {
-	JsonDoc		doc;
-	JsonError	jerr;
+	json_object *err;
 	char	   *message = NULL;
 	char	   *error_id = NULL;
 
 	if (res->status >= 200 && res->status < 300)
 		return;
 
-	if (res->body != NULL &&
-		json_parse(&doc, res->body, res->body_len, &jerr) &&
-		pg_verify_mbstr(PG_UTF8, res->body, (int) res->body_len, true))
+	err = object_get(res->body ? dalp_json_parse_buffer(res->body, res->body_len) : NULL,
+					 "error");
+	if (err != NULL)
 	{
-		JsonRef		err = object_get(&doc, 0, "error");
-		const char *m = object_get_string(&doc, err, "message");
-		const char *id = object_get_string(&doc, err, "id");
+		const char *m = object_get_string(err, "message");
+		const char *id = object_get_string(err, "id");
 
 		if (m)
 			message = dalp_display_text(mask_secret(server_string(m, strlen(m)),
@@ -823,7 +308,7 @@ dalp_raise_for_status(const DalpHttpResult *res, const char *display_path,
  * ----------------------------------------------------------------
  */
 
-static int64 count_of(const JsonDoc *doc, JsonRef v, const char *what,
+static int64 count_of(json_object *v, const char *what,
 					  const char *display_path);
 
 static void
@@ -836,102 +321,73 @@ raise_bad_shape(const DalpPage *page, const char *what)
 			 errhint("Check that base_url points at a DALP platform; a proxy may have answered instead.")));
 }
 
-static void
-raise_not_json(const DalpHttpResult *res, const char *display_path,
-			   const JsonError *jerr)
-{
-	bool		html = res->content_type &&
-		strstr(res->content_type, "json") == NULL;
-
-	ereport(ERROR,
-			(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-			 errmsg("DALP response for GET %s is not valid JSON", display_path),
-			 html
-			 ? errdetail("The response has Content-Type \"%s\".",
-						 dalp_display_text(res->content_type))
-			 : res->body_len == 0
-			 ? errdetail("The response is empty.")
-			 : jerr == NULL
-			 ? errdetail("The response is not valid UTF-8.")
-			 : jerr->why == NULL
-			 ? errdetail("The response ends in the middle of a JSON value after %zu bytes.",
-						 res->body_len)
-			 : errdetail("The response has %s at byte %zu.",
-						 jerr->why, jerr->offset),
-			 errhint("A proxy or gateway may have answered instead of DALP; check base_url.")));
-}
-
 /*
- * Parse a 2xx response into a page.  Collections must have a "data" array;
- * single resources a "data" object (or null), optionally with the rows in
- * an array field of it (the health summary's "services").
+ * The document of a 2xx response, parsed by parser as it arrived, as a
+ * page.  Collections must have a "data" array of objects; single resources
+ * a "data" object (or null), optionally with the rows in an array field of
+ * it (the health summary's "services").  Anything else is an ERROR naming
+ * the request (and the item, for an item that is not an object): never
+ * rows of NULLs.
  */
 void
 dalp_page_parse(DalpPage *page, const DalpHttpResult *res,
-				const DalpResourceDef *resdef, bool single,
-				const char *display_path)
+				DalpJsonParser *parser, const DalpResourceDef *resdef,
+				bool single, const char *display_path)
 {
-	JsonDoc    *doc = palloc(sizeof(JsonDoc));
-	JsonError	jerr;
-	JsonRef		data;
-	JsonRef		v;
-	JsonRef    *items;
+	json_object *root = dalp_json_parser_finish(parser, res, display_path);
+	const char *rows_name = "data";
+	json_object *data;
+	json_object *total;
+	json_object **items;
 
 	memset(page, 0, sizeof(*page));
 	page->total = -1;
 	page->display_path = display_path;
+	page->root = root;
 
-	if (!json_parse(doc, res->body ? res->body : "", res->body_len, &jerr))
-		raise_not_json(res, display_path, &jerr);
-	/* once per page, so that every string taken from it is valid text */
-	if (!pg_verify_mbstr(PG_UTF8, res->body, (int) res->body_len, true))
-		raise_not_json(res, display_path, NULL);
-	page->root = doc;
-
-	data = object_get(doc, 0, "data");
-	if (data == JSON_NONE)
+	if (!member(root, "data", &data))
 		raise_bad_shape(page, "the body has no \"data\" member");
 
 	if (single)
 	{
-		if (node(doc, data)->kind == JSON_NULL)
+		if (data == NULL)
 			return;
-		if (node(doc, data)->kind != JSON_OBJECT)
+		if (!json_object_is_type(data, json_type_object))
 			raise_bad_shape(page, "\"data\" is not an object");
 		if (resdef->rows_field == NULL)
 		{
-			items = palloc(sizeof(JsonRef));
+			items = palloc(sizeof(json_object *));
 			items[0] = data;
 			page->items = items;
 			page->nitems = 1;
 			return;
 		}
-		data = object_get(doc, data, resdef->rows_field);
-		if (data == JSON_NONE || node(doc, data)->kind == JSON_NULL)
+		rows_name = resdef->rows_field;
+		data = object_get(data, rows_name);
+		if (data == NULL)
 			return;
 	}
-	if (node(doc, data)->kind != JSON_ARRAY)
-		raise_bad_shape(page, single ? "the rows field is not an array"
-						: "\"data\" is not an array");
+	if (!json_object_is_type(data, json_type_array))
+		raise_bad_shape(page, psprintf("\"%s\" is not an array", rows_name));
 
-	/* the items' nodes, so that item i is found without walking to it */
-	page->nitems = (int) node(doc, data)->len;
-	items = palloc(sizeof(JsonRef) * Max(page->nitems, 1));
-	v = data + 1;
+	page->nitems = (int) json_object_array_length(data);
+	items = palloc(sizeof(json_object *) * Max(page->nitems, 1));
 	for (int i = 0; i < page->nitems; i++)
 	{
-		items[i] = v;
-		v = node(doc, v)->next;
+		items[i] = json_object_array_get_idx(data, i);
+		if (!json_object_is_type(items[i], json_type_object))
+			raise_bad_shape(page, psprintf("item %d of \"%s\" is a JSON %s, not an object",
+										   i, rows_name,
+										   json_type_to_name(json_object_get_type(items[i]))));
 	}
 	page->items = items;
 
-	v = object_get(doc, object_get(doc, 0, "meta"), "total");
-	if (v != JSON_NONE && node(doc, v)->kind != JSON_NULL)
-		page->total = count_of(doc, v, "meta.total", display_path);
+	if (member(object_get(root, "meta"), "total", &total) && total != NULL)
+		page->total = count_of(total, "meta.total", display_path);
 }
 
 /*
- * Forget the page.  Its memory belongs to the context it was parsed in,
+ * Forget the page.  Its document belongs to the context it was parsed in,
  * which may already be gone: it is never freed here.
  */
 void
@@ -942,11 +398,11 @@ dalp_page_release(DalpPage *page)
 	page->nitems = 0;
 }
 
-static inline JsonRef
+static inline json_object *
 page_item(const DalpPage *page, int index)
 {
 	Assert(index >= 0 && index < page->nitems);
-	return ((JsonRef *) page->items)[index];
+	return ((json_object **) page->items)[index];
 }
 
 /*
@@ -989,65 +445,68 @@ is_array_index(const char *s)
 }
 
 /*
- * Follow one path.  Inside an array a numeric segment is an index, and a
- * name selects the element whose "name" is that name and yields its
- * "value": the shape of event values ([{name, value}, ...]).
+ * Follow one path; NULL when it leads nowhere or to a null.  Inside an
+ * array a numeric segment is an index, and a name selects the element
+ * whose "name" is that name and yields its "value": the shape of event
+ * values ([{name, value}, ...]).
  */
-static JsonRef
-follow_path(const JsonDoc *doc, JsonRef ref, List *segments)
+static json_object *
+follow_path(json_object *v, List *segments)
 {
 	ListCell   *lc;
 
 	foreach(lc, segments)
 	{
 		const char *seg = strVal(lfirst(lc));
-		JsonRef		next = JSON_NONE;
+		json_object *next = NULL;
+		size_t		n;
 
-		if (ref == JSON_NONE)
-			return JSON_NONE;
-		switch ((JsonKind) node(doc, ref)->kind)
+		switch (json_object_get_type(v))
 		{
-			case JSON_OBJECT:
-				next = object_get(doc, ref, seg);
+			case json_type_object:
+				next = object_get(v, seg);
 				break;
-			case JSON_ARRAY:
+			case json_type_array:
+				n = json_object_array_length(v);
 				if (is_array_index(seg))
 				{
 					unsigned long idx = strtoul(seg, NULL, 10);
 
-					next = array_get(doc, ref, idx);
+					if (idx < n)
+						next = json_object_array_get_idx(v, idx);
 					break;
 				}
-				for (JsonRef e = ref + 1; e < node(doc, ref)->next && next == JSON_NONE;
-					 e = node(doc, e)->next)
+				for (size_t i = 0; i < n && next == NULL; i++)
 				{
-					const char *name = object_get_string(doc, e, "name");
+					json_object *e = json_object_array_get_idx(v, i);
+					const char *name = object_get_string(e, "name");
 
 					if (name && strcmp(name, seg) == 0)
-						next = object_get(doc, e, "value");
+						next = object_get(e, "value");
 				}
 				break;
 			default:
-				return JSON_NONE;
+				return NULL;
 		}
-		ref = next;
+		v = next;
 	}
-	return ref;
+	return v;
 }
 
-static JsonRef
-resolve_binding(const JsonDoc *doc, JsonRef item, DalpColumnBinding *b)
+/* The first alternative of the binding's paths that gives a value. */
+static json_object *
+resolve_binding(json_object *item, DalpColumnBinding *b)
 {
 	ListCell   *lc;
 
 	foreach(lc, b->paths)
 	{
-		JsonRef		v = follow_path(doc, item, (List *) lfirst(lc));
+		json_object *v = follow_path(item, (List *) lfirst(lc));
 
-		if (v != JSON_NONE && node(doc, v)->kind != JSON_NULL)
+		if (v != NULL)
 			return v;
 	}
-	return JSON_NONE;
+	return NULL;
 }
 
 /* ----------------------------------------------------------------
@@ -1083,11 +542,11 @@ conversion_error_callback(void *arg)
 	errcontext("%s", buf.data);
 }
 
-/* text cannot hold a NUL character */
+/* text cannot hold a NUL character, which json-c keeps in a string */
 static void
-reject_nul(const JsonDoc *doc, JsonRef v)
+reject_nul(const char *s, size_t len)
 {
-	if (node(doc, v)->flags & JSON_FLAG_NUL)
+	if (strlen(s) != len)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
 				 errmsg("unsupported Unicode escape sequence"),
@@ -1100,21 +559,24 @@ reject_nul(const JsonDoc *doc, JsonRef v)
  * many.
  */
 static char *
-scalar_text(const JsonDoc *doc, JsonRef v)
+scalar_text(json_object *v)
 {
-	JsonNode   *n = node(doc, v);
+	const char *s;
+	size_t		len;
 
-	switch ((JsonKind) n->kind)
+	switch (json_object_get_type(v))
 	{
-		case JSON_STRING:
-			reject_nul(doc, v);
-			return server_string(node_text(doc, v), n->len);
-		case JSON_NUMBER:
-			return pnstrdup(node_text(doc, v), n->len);
-		case JSON_TRUE:
-			return (char *) "true";
-		case JSON_FALSE:
-			return (char *) "false";
+		case json_type_string:
+			s = json_object_get_string(v);
+			len = json_object_get_string_len(v);
+			reject_nul(s, len);
+			return server_string(s, (int) len);
+		case json_type_int:
+		case json_type_double:
+			s = dalp_json_number_text(v, &len);
+			return pnstrdup(s, len);
+		case json_type_boolean:
+			return (char *) (json_object_get_boolean(v) ? "true" : "false");
 		default:
 			return NULL;
 	}
@@ -1125,13 +587,12 @@ scalar_text(const JsonDoc *doc, JsonRef v)
  * dalp_api_count.
  */
 static int64
-count_of(const JsonDoc *doc, JsonRef v, const char *what,
-		 const char *display_path)
+count_of(json_object *v, const char *what, const char *display_path)
 {
-	JsonKind	kind = (JsonKind) node(doc, v)->kind;
+	json_type	type = json_object_get_type(v);
 
-	return dalp_api_count((kind == JSON_NUMBER || kind == JSON_STRING)
-						  ? scalar_text(doc, v) : NULL,
+	return dalp_api_count((type == json_type_int || type == json_type_double ||
+						   type == json_type_string) ? scalar_text(v) : NULL,
 						  what, display_path);
 }
 
@@ -1187,109 +648,118 @@ jsonb_sort_pairs(JsonbValue *object)
 }
 
 static void
-jsonb_string(JsonbValue *out, const JsonDoc *doc, JsonRef ref)
+jsonb_string(JsonbValue *out, const char *s, size_t len)
 {
-	JsonNode   *n = node(doc, ref);
-
-	reject_nul(doc, ref);
-	if (n->len > JENTRY_OFFLENMASK)
+	reject_nul(s, len);
+	if (len > JENTRY_OFFLENMASK)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("string too long to represent as jsonb string")));
 	out->type = jbvString;
-	out->val.string.val = server_string(node_text(doc, ref), n->len);
-	out->val.string.len = (out->val.string.val == node_text(doc, ref))
-		? (int) n->len : (int) strlen(out->val.string.val);
+	out->val.string.val = server_string(s, (int) len);
+	out->val.string.len = (out->val.string.val == s)
+		? (int) len : (int) strlen(out->val.string.val);
 }
 
 /*
- * A value as an in-memory jsonb tree, straight from the tape: no JSON text
- * is printed and parsed again.  Strings point into the page's text, which
+ * A value as an in-memory jsonb tree, straight from json-c's: no JSON text
+ * is printed and parsed again.  Strings point into json-c's tree, which
  * outlives the conversion to jsonb.
  */
 static void
-jsonb_value(JsonbValue *out, const JsonDoc *doc, JsonRef ref)
+jsonb_value(JsonbValue *out, json_object *v)
 {
-	JsonNode   *n = node(doc, ref);
 	int			i = 0;
+	size_t		len;
+	const char *text;
 
 	check_stack_depth();
-	switch ((JsonKind) n->kind)
+	switch (json_object_get_type(v))
 	{
-		case JSON_OBJECT:
+		case json_type_object:
 			out->type = jbvObject;
-			out->val.object.pairs = palloc(sizeof(JsonbPair) * Max(n->len, 1));
-			for (JsonRef k = ref + 1; k < n->next; k = node(doc, k + 1)->next, i++)
+			out->val.object.pairs = palloc(sizeof(JsonbPair) *
+										   Max(json_object_object_length(v), 1));
 			{
-				JsonbPair  *pair = &out->val.object.pairs[i];
+				json_object_object_foreach(v, key, value)
+				{
+					JsonbPair  *pair = &out->val.object.pairs[i];
 
-				jsonb_string(&pair->key, doc, k);
-				jsonb_value(&pair->value, doc, k + 1);
-				pair->order = i;
+					jsonb_string(&pair->key, key, strlen(key));
+					jsonb_value(&pair->value, value);
+					pair->order = i++;
+				}
 			}
 			out->val.object.nPairs = i;
 			jsonb_sort_pairs(out);
 			break;
-		case JSON_ARRAY:
+		case json_type_array:
+			len = json_object_array_length(v);
 			out->type = jbvArray;
 			out->val.array.rawScalar = false;
-			out->val.array.elems = palloc(sizeof(JsonbValue) * Max(n->len, 1));
-			for (JsonRef e = ref + 1; e < n->next; e = node(doc, e)->next, i++)
-				jsonb_value(&out->val.array.elems[i], doc, e);
-			out->val.array.nElems = i;
+			out->val.array.elems = palloc(sizeof(JsonbValue) * Max(len, 1));
+			for (size_t e = 0; e < len; e++)
+				jsonb_value(&out->val.array.elems[e], json_object_array_get_idx(v, e));
+			out->val.array.nElems = (int) len;
 			break;
-		case JSON_NULL:
+		case json_type_null:
 			out->type = jbvNull;
 			break;
-		case JSON_FALSE:
-		case JSON_TRUE:
+		case json_type_boolean:
 			out->type = jbvBool;
-			out->val.boolean = (n->kind == JSON_TRUE);
+			out->val.boolean = json_object_get_boolean(v);
 			break;
-		case JSON_NUMBER:
+		case json_type_int:
+		case json_type_double:
+			text = dalp_json_number_text(v, &len);
 			out->type = jbvNumeric;
 			out->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-																   CStringGetDatum(pnstrdup(node_text(doc, ref), n->len)),
+																   CStringGetDatum(pnstrdup(text, len)),
 																   ObjectIdGetDatum(InvalidOid),
 																   Int32GetDatum(-1)));
 			break;
-		case JSON_STRING:
-			jsonb_string(out, doc, ref);
+		case json_type_string:
+			jsonb_string(out, json_object_get_string(v),
+						 json_object_get_string_len(v));
 			break;
 	}
 }
 
 static Datum
-jsonb_from_node(const JsonDoc *doc, JsonRef ref)
+jsonb_from_node(json_object *v)
 {
-	JsonbValue	v;
+	JsonbValue	jv;
 
-	jsonb_value(&v, doc, ref);
-	return JsonbPGetDatum(JsonbValueToJsonb(&v));
+	jsonb_value(&jv, v);
+	return JsonbPGetDatum(JsonbValueToJsonb(&jv));
 }
 
 /* event values [{name, value}] → {"name": "value", ...} */
 static Datum
-named_values_to_jsonb(const JsonDoc *doc, JsonRef v)
+named_values_to_jsonb(json_object *v)
 {
 	JsonbValue	object;
+	size_t		len;
 	int			n = 0;
 
-	if (node(doc, v)->kind != JSON_ARRAY)
-		return jsonb_from_node(doc, v);
+	if (!json_object_is_type(v, json_type_array))
+		return jsonb_from_node(v);
+	len = json_object_array_length(v);
 	object.type = jbvObject;
-	object.val.object.pairs = palloc(sizeof(JsonbPair) * Max(node(doc, v)->len, 1));
-	for (JsonRef e = v + 1; e < node(doc, v)->next; e = node(doc, e)->next)
+	object.val.object.pairs = palloc(sizeof(JsonbPair) * Max(len, 1));
+	for (size_t i = 0; i < len; i++)
 	{
-		JsonRef		name = object_get(doc, e, "name");
-		JsonRef		value = object_get(doc, e, "value");
+		json_object *e = json_object_array_get_idx(v, i);
+		json_object *name = object_get(e, "name");
+		json_object *value;
 		JsonbPair  *pair = &object.val.object.pairs[n];
 
-		if (name == JSON_NONE || node(doc, name)->kind != JSON_STRING ||
-			value == JSON_NONE)
+		if (!json_object_is_type(name, json_type_string) ||
+			!member(e, "value", &value))
 			continue;
-		jsonb_string(&pair->key, doc, name);
-		jsonb_value(&pair->value, doc, value);
+		jsonb_string(&pair->key, json_object_get_string(name),
+					 json_object_get_string_len(name));
+		jsonb_value(&pair->value, value);
 		pair->order = n++;
 	}
 	object.val.object.nPairs = n;
@@ -1450,28 +920,29 @@ text_datum(DalpColumnBinding *b, const char *text, ConversionContext *cc)
  * modifier for its elements (and a domain's constraints for the whole).
  */
 static char *
-array_literal(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
-			  ConversionContext *cc)
+array_literal(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 {
 	StringInfoData buf;
+	size_t		len = json_object_array_length(v);
 
 	initStringInfo(&buf);
 	appendStringInfoCharMacro(&buf, '{');
-	for (JsonRef e = v + 1; e < node(doc, v)->next; e = node(doc, e)->next)
+	for (size_t i = 0; i < len; i++)
 	{
+		json_object *e = json_object_array_get_idx(v, i);
 		const char *text = NULL;
 
-		if (e > v + 1)
+		if (i > 0)
 			appendStringInfoCharMacro(&buf, b->elemdelim);
-		if (node(doc, e)->kind == JSON_NULL)
+		if (e == NULL)
 		{
 			appendStringInfoString(&buf, "NULL");
 			continue;
 		}
 		if (!b->elem_json)
-			text = scalar_text(doc, e);
+			text = scalar_text(e);
 		if (text == NULL)
-			text = json_text(doc, e);
+			text = json_text(e);
 		cc->value = text;
 		check_text(b, b->elembasetypid, text);
 		appendStringInfoCharMacro(&buf, '"');
@@ -1489,45 +960,44 @@ array_literal(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
 
 /* A JSON value as a Datum of the column's type. */
 static Datum
-node_datum(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
-		   ConversionContext *cc)
+node_datum(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 {
-	JsonNode   *n = node(doc, v);
+	bool		is_string = json_object_is_type(v, json_type_string);
+	const char *s = is_string ? json_object_get_string(v) : NULL;
+	size_t		len = is_string ? json_object_get_string_len(v) : 0;
 	char	   *text;
 
 	switch (b->conv)
 	{
 		case DALP_CONV_JSONB:
-			return jsonb_from_node(doc, v);
+			return jsonb_from_node(v);
 		case DALP_CONV_JSON_TEXT:
-			return text_datum(b, json_text(doc, v), cc);
+			return text_datum(b, json_text(v), cc);
 		case DALP_CONV_ARRAY:
-			cc->value = json_text(doc, v);
-			if (n->kind != JSON_ARRAY)
+			cc->value = json_text(v);
+			if (!json_object_is_type(v, json_type_array))
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 						 errmsg("expected a JSON array for column \"%s\"",
 								b->colname)));
-			text = array_literal(doc, v, b, cc);
-			cc->value = json_text(doc, v);
+			text = array_literal(v, b, cc);
+			cc->value = json_text(v);
 			return dalp_input_call(&b->infunc, text, b->typioparam,
 								   b->typmod);
 		case DALP_CONV_TEXT:
-			if (n->kind == JSON_STRING)
+			if (is_string)
 			{
-				reject_nul(doc, v);
-				text = server_string(node_text(doc, v), n->len);
+				reject_nul(s, len);
+				text = server_string(s, (int) len);
 				return PointerGetDatum(cstring_to_text_with_len(text,
-																text == node_text(doc, v)
-																? (int) n->len : (int) strlen(text)));
+																text == s ? (int) len : (int) strlen(text)));
 			}
 			break;
 		case DALP_CONV_TIMESTAMPTZ:
 			{
 				TimestampTz ts;
 
-				if (n->kind == JSON_STRING &&
-					fast_timestamptz(node_text(doc, v), n->len, &ts))
+				if (is_string && fast_timestamptz(s, len, &ts))
 					return TimestampTzGetDatum(ts);
 			}
 			break;
@@ -1535,9 +1005,9 @@ node_datum(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
 			break;
 	}
 	/* scalars convert from their text, arrays and objects from their JSON */
-	text = scalar_text(doc, v);
+	text = scalar_text(v);
 	if (text == NULL)
-		text = json_text(doc, v);
+		text = json_text(v);
 	return text_datum(b, text, cc);
 }
 
@@ -1546,14 +1016,13 @@ node_datum(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
  * Datum of the column's type: other types than jsonb read its text.
  */
 static Datum
-named_values_datum(const JsonDoc *doc, JsonRef v, DalpColumnBinding *b,
-				   ConversionContext *cc)
+named_values_datum(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 {
 	Jsonb	   *folded;
 
-	if (node(doc, v)->kind != JSON_ARRAY)
-		return node_datum(doc, v, b, cc);
-	folded = DatumGetJsonbP(named_values_to_jsonb(doc, v));
+	if (!json_object_is_type(v, json_type_array))
+		return node_datum(v, b, cc);
+	folded = DatumGetJsonbP(named_values_to_jsonb(v));
 	if (b->conv == DALP_CONV_JSONB)
 		return JsonbPGetDatum(folded);
 	cc->value = JsonbToCString(NULL, &folded->root, VARSIZE(folded));
@@ -1644,28 +1113,30 @@ dalp_text_to_datum(DalpColumnBinding *b, const char *text,
 bool
 dalp_page_facets(DalpPage *page, const char *field, List **counts)
 {
-	const JsonDoc *doc = (const JsonDoc *) page->root;
-	JsonRef		list;
+	json_object *list = object_get(object_get(object_get(page->root, "meta"),
+											  "facets"),
+								   field);
 	char	   *what = psprintf("count in meta.facets.%s", field);
+	size_t		len;
 
 	*counts = NIL;
-	list = object_get(doc, object_get(doc, object_get(doc, 0, "meta"), "facets"),
-					  field);
-	if (list == JSON_NONE || node(doc, list)->kind != JSON_ARRAY)
+	if (!json_object_is_type(list, json_type_array))
 		return false;
-	for (JsonRef e = list + 1; e < node(doc, list)->next; e = node(doc, e)->next)
+	len = json_object_array_length(list);
+	for (size_t i = 0; i < len; i++)
 	{
-		JsonRef		value = object_get(doc, e, "value");
-		JsonRef		count = object_get(doc, e, "count");
+		json_object *e = json_object_array_get_idx(list, i);
+		json_object *value = object_get(e, "value");
+		json_object *count = object_get(e, "count");
 		DalpFacetCount *fc = palloc(sizeof(DalpFacetCount));
+		const char *s;
 
-		if (value == JSON_NONE || node(doc, value)->kind != JSON_STRING ||
-			count == JSON_NONE)
+		if (!json_object_is_type(value, json_type_string) || count == NULL)
 			raise_bad_shape(page, "a facet entry lacks \"value\" or \"count\"");
-		reject_nul(doc, value);
-		fc->value = pstrdup(server_string(node_text(doc, value),
-										  node(doc, value)->len));
-		fc->count = count_of(doc, count, what, page->display_path);
+		s = json_object_get_string(value);
+		reject_nul(s, json_object_get_string_len(value));
+		fc->value = pstrdup(server_string(s, strlen(s)));
+		fc->count = count_of(count, what, page->display_path);
 		*counts = lappend(*counts, fc);
 	}
 	return true;
@@ -1675,13 +1146,12 @@ dalp_page_facets(DalpPage *page, const char *field, List **counts)
 const char *
 dalp_page_item_id(DalpPage *page, int index, List *id_path)
 {
-	const JsonDoc *doc = (const JsonDoc *) page->root;
-	JsonRef		v = follow_path(doc, page_item(page, index), id_path);
+	json_object *v = follow_path(page_item(page, index), id_path);
 
-	if (v == JSON_NONE || node(doc, v)->kind != JSON_STRING ||
-		(node(doc, v)->flags & JSON_FLAG_NUL))
+	if (!json_object_is_type(v, json_type_string) ||
+		strlen(json_object_get_string(v)) != (size_t) json_object_get_string_len(v))
 		return NULL;
-	return node_text(doc, v);
+	return json_object_get_string(v);
 }
 
 /*
@@ -1694,8 +1164,7 @@ dalp_page_item_to_datums(DalpPage *page, int index,
 						 const char *token_address, const char *search_echo,
 						 Datum *values, bool *nulls)
 {
-	const JsonDoc *doc = (const JsonDoc *) page->root;
-	JsonRef		item = page_item(page, index);
+	json_object *item = page_item(page, index);
 	ConversionContext cc = {page->display_path, NULL, NULL};
 	ErrorContextCallback errcallback;
 
@@ -1708,7 +1177,7 @@ dalp_page_item_to_datums(DalpPage *page, int index,
 	{
 		DalpColumnBinding *b = &bindings[i];
 		int			att = b->attnum - 1;
-		JsonRef		v;
+		json_object *v;
 
 		cc.binding = b;
 		cc.value = NULL;
@@ -1730,22 +1199,22 @@ dalp_page_item_to_datums(DalpPage *page, int index,
 				}
 				break;
 			case DALP_VALUE_RAW:
-				values[att] = node_datum(doc, item, b, &cc);
+				values[att] = node_datum(item, b, &cc);
 				nulls[att] = false;
 				break;
 			case DALP_VALUE_NAMED_VALUES:
-				v = resolve_binding(doc, item, b);
-				if (v != JSON_NONE)
+				v = resolve_binding(item, b);
+				if (v != NULL)
 				{
-					values[att] = named_values_datum(doc, v, b, &cc);
+					values[att] = named_values_datum(v, b, &cc);
 					nulls[att] = false;
 				}
 				break;
 			case DALP_VALUE_PATH:
-				v = resolve_binding(doc, item, b);
-				if (v != JSON_NONE)
+				v = resolve_binding(item, b);
+				if (v != NULL)
 				{
-					values[att] = node_datum(doc, v, b, &cc);
+					values[att] = node_datum(v, b, &cc);
 					nulls[att] = false;
 				}
 				break;

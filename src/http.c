@@ -9,9 +9,14 @@
  * (server, user mapping) for the same reason.  Transfers progress only while
  * dalp_http_start or dalp_http_wait runs; in between, the sockets buffer.
  *
+ * The body of a 2xx response goes to the request's sink as it arrives (the
+ * caller's json-c parser); other bodies are buffered for the error message.
+ *
  * An ERROR must never longjmp through libcurl's frames, so no libcurl
- * callback here raises one: they write into malloc'd memory and report
- * trouble through flags, and errors are raised between libcurl calls.
+ * callback here raises one: they write into malloc'd memory or the sink and
+ * report trouble through flags, and errors are raised between libcurl
+ * calls.  A pending cancel stops a transfer at its next chunk, so that
+ * parsing a large body never delays it.
  * Every request lives in a small memory context of its own whose reset
  * callback detaches it from libcurl, so neither an ERROR nor a scan that
  * stops early can leave a transfer attached to the multi handle; a
@@ -76,7 +81,8 @@ typedef enum DalpRequestOutcome
 	DALP_OUT_TRANSPORT,			/* libcurl failed: curl_code, errbuf */
 	DALP_OUT_REDIRECT,			/* a 3xx, which is never followed */
 	DALP_OUT_TOO_LARGE,			/* body exceeded max_response_bytes */
-	DALP_OUT_NO_MEMORY			/* malloc failed while buffering the body */
+	DALP_OUT_NO_MEMORY,			/* malloc failed while buffering the body */
+	DALP_OUT_INTERRUPTED		/* stopped for a cancel or a timeout */
 } DalpRequestOutcome;
 
 struct DalpHttpRequest
@@ -118,12 +124,19 @@ struct DalpHttpRequest
 	int64		bytes;			/* body bytes received, all attempts */
 	char		errbuf[CURL_ERROR_SIZE];
 
+	DalpBodySink *sink;			/* takes a 2xx body, or NULL */
+
 	/* written by the libcurl callbacks during an attempt */
+	size_t		received;		/* body bytes */
+	bool		streaming;		/* the body goes to the sink */
+	bool		status_known;	/* streaming was decided */
 	char	   *body;			/* malloc'd, never palloc'd */
 	size_t		body_len;
 	size_t		body_cap;
 	bool		too_large;
 	bool		no_memory;
+	bool		sink_refused;	/* the sink stopped the transfer */
+	bool		interrupted;
 	int64		retry_after_ms; /* -1: no usable Retry-After */
 };
 
@@ -486,9 +499,10 @@ configure_handle(DalpHttpRequest *req, const DalpConnConfig *conf)
 }
 
 /*
- * Append body bytes to the malloc'd buffer.  Runs inside libcurl: must not
- * palloc or raise an ERROR.  Returning less than was offered aborts the
- * transfer with CURLE_WRITE_ERROR; the flags say why.
+ * Hand body bytes to the sink (2xx) or append them to the malloc'd buffer.
+ * Runs inside libcurl: must not palloc or raise an ERROR.  Returning less
+ * than was offered aborts the transfer with CURLE_WRITE_ERROR; the flags
+ * say why.
  */
 static size_t
 write_callback(char *data, size_t size, size_t nmemb, void *userdata)
@@ -496,10 +510,34 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 	DalpHttpRequest *req = (DalpHttpRequest *) userdata;
 	size_t		n = size * nmemb;
 
-	if ((uint64) (req->body_len + n) > (uint64) req->max_response_bytes)
+	/* dalp_http_wait raises the cancel as soon as libcurl returns */
+	if (INTERRUPTS_CAN_BE_PROCESSED() && (QueryCancelPending || ProcDiePending))
+	{
+		req->interrupted = true;
+		return 0;
+	}
+	if ((uint64) (req->received + n) > (uint64) req->max_response_bytes)
 	{
 		req->too_large = true;
 		return 0;
+	}
+	req->received += n;
+	if (!req->status_known)
+	{
+		long		status = 0;
+
+		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+		req->streaming = req->sink != NULL && status >= 200 && status < 300;
+		req->status_known = true;
+	}
+	if (req->streaming)
+	{
+		if (!req->sink->consume(req->sink->arg, data, n))
+		{
+			req->sink_refused = true;
+			return 0;
+		}
+		return n;
 	}
 	if (req->body_len + n + 1 > req->body_cap)
 	{
@@ -689,11 +727,18 @@ launch(DalpHttpRequest *req)
 	DalpServerStats *stats = dalp_stats_for(req->serverid);
 	CURLMcode	mrc;
 
+	req->received = 0;
+	req->status_known = false;
+	req->streaming = false;
 	req->body_len = 0;
 	req->too_large = false;
 	req->no_memory = false;
+	req->sink_refused = false;
+	req->interrupted = false;
 	req->retry_after_ms = -1;
 	req->errbuf[0] = '\0';
+	if (req->sink != NULL)
+		req->sink->begin(req->sink->arg);
 
 	mrc = curl_multi_add_handle(get_multi(), req->easy);
 	if (mrc != CURLM_OK)
@@ -903,11 +948,14 @@ finish_attempt(DalpHttpRequest *req, CURLcode code)
 	account_attempt(req);
 	req->curl_code = code;
 	req->status = 0;
-	if (req->no_memory)
+	if (req->interrupted)
+		req->outcome = DALP_OUT_INTERRUPTED;
+	else if (req->no_memory)
 		req->outcome = DALP_OUT_NO_MEMORY;
 	else if (req->too_large)
 		req->outcome = DALP_OUT_TOO_LARGE;
-	else if (code != CURLE_OK)
+	/* a body the sink refused is the caller's to judge */
+	else if (code != CURLE_OK && !req->sink_refused)
 	{
 		req->outcome = DALP_OUT_TRANSPORT;
 		req->wait_kind = DALP_WAIT_BACKOFF;
@@ -1184,6 +1232,12 @@ raise_failure(DalpHttpRequest *req)
 					 errdetail("Could not buffer the DALP response to GET %s.",
 							   display)));
 			break;
+		case DALP_OUT_INTERRUPTED:
+			CHECK_FOR_INTERRUPTS();
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("DALP request GET %s was interrupted", display)));
+			break;
 		case DALP_OUT_RESPONSE:
 			break;
 	}
@@ -1199,12 +1253,15 @@ build_result(DalpHttpRequest *req)
 	char	   *content_type = NULL;
 
 	res->status = req->status;
-	/* may exceed MaxAllocSize when max_response_bytes allows it */
-	res->body = MemoryContextAllocHuge(CurrentMemoryContext, req->body_len + 1);
-	if (req->body_len > 0)
-		memcpy(res->body, req->body, req->body_len);
-	res->body[req->body_len] = '\0';
-	res->body_len = req->body_len;
+	res->body_len = req->received;
+	if (!req->streaming)
+	{
+		/* may exceed MaxAllocSize when max_response_bytes allows it */
+		res->body = MemoryContextAllocHuge(CurrentMemoryContext, req->body_len + 1);
+		if (req->body_len > 0)
+			memcpy(res->body, req->body, req->body_len);
+		res->body[req->body_len] = '\0';
+	}
 	if (curl_easy_getinfo(req->easy, CURLINFO_CONTENT_TYPE,
 						  &content_type) == CURLE_OK && content_type != NULL)
 		res->content_type = pstrdup(content_type);
@@ -1214,11 +1271,14 @@ build_result(DalpHttpRequest *req)
 }
 
 /*
- * Queue a GET of conf->base_url + path and start it.  The request belongs to
- * CurrentMemoryContext: if that goes away first, the transfer is abandoned.
+ * Queue a GET of conf->base_url + path and start it; a 2xx body goes to
+ * sink (if not NULL), which must outlive the request.  The request belongs
+ * to CurrentMemoryContext: if that goes away first, the transfer is
+ * abandoned.
  */
 DalpHttpRequest *
-dalp_http_start(const DalpConnConfig *conf, const char *path)
+dalp_http_start(const DalpConnConfig *conf, const char *path,
+				DalpBodySink *sink)
 {
 	MemoryContext cxt;
 	MemoryContext oldcxt;
@@ -1253,6 +1313,7 @@ dalp_http_start(const DalpConnConfig *conf, const char *path)
 	req->rate_limit_per_minute = conf->rate_limit_per_minute;
 	req->max_response_bytes = conf->max_response_bytes;
 	req->retry_after_ms = -1;
+	req->sink = sink;
 
 	req->easy = acquire_handle(conf->serverid, conf->umid, &req->generation);
 	build_headers(req, conf->api_key);
@@ -1336,7 +1397,8 @@ dalp_http_abandon(DalpHttpRequest *req)
 }
 
 DalpHttpResult *
-dalp_http_get(const DalpConnConfig *conf, const char *path)
+dalp_http_get(const DalpConnConfig *conf, const char *path,
+			  DalpBodySink *sink)
 {
-	return dalp_http_wait(dalp_http_start(conf, path));
+	return dalp_http_wait(dalp_http_start(conf, path, sink));
 }

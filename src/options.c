@@ -521,7 +521,8 @@ dalp_get_server_config(Oid serverid, DalpConnConfig *conf)
 	conf->rate_limit_per_minute = 10000;
 	conf->verify_tls = true;
 	conf->compression = true;
-	conf->max_response_bytes = 64 * 1024 * 1024;
+	/* a 200-event page is about 150 kB: room for pages 25 times as large */
+	conf->max_response_bytes = 4 * 1024 * 1024;
 	conf->fdw_startup_cost = 100.0;
 	conf->fdw_request_cost = 50.0;
 	conf->fdw_tuple_cost = 0.01;

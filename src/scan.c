@@ -85,6 +85,7 @@ typedef struct DalpPending
 	int			stream;
 	int64		offset;
 	char	   *path;
+	DalpJsonParser *parser;		/* parses the body as it arrives */
 	DalpHttpRequest *req;
 } DalpPending;
 
@@ -651,11 +652,16 @@ check_response(const DalpConnConfig *conf, DalpHttpResult *res,
 int64
 dalp_fetch_total(const DalpConnConfig *conf, const char *path)
 {
-	DalpHttpResult *res = dalp_http_get(conf, path);
+	DalpJsonParser *parser = dalp_json_parser_create(conf->max_response_bytes,
+													 true);
+	DalpHttpResult *res = dalp_http_get(conf, path,
+										dalp_json_parser_sink(parser));
 	DalpPage	page;
 
 	check_response(conf, res, path, false);
-	dalp_page_parse(&page, res, NULL, false, dalp_decode_for_display(path));
+	dalp_page_parse(&page, res, parser, NULL, false,
+					dalp_decode_for_display(path));
+	dalp_json_parser_free(parser);
 	return page.total;
 }
 
@@ -684,14 +690,18 @@ fetch_marker(DalpScanState *st, const DalpResourceDef *res, const char *token)
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	char	   *path = build_path(mres, token, NULL,
 								  psprintf("-%s", mres->scan_sort), NULL, 0, 1);
-	DalpHttpResult *result = dalp_http_get(&st->conf, path);
+	DalpJsonParser *parser = dalp_json_parser_create(st->conf.max_response_bytes,
+													 true);
+	DalpHttpResult *result = dalp_http_get(&st->conf, path,
+										   dalp_json_parser_sink(parser));
 	DalpPage	page;
 	const char *id = NULL;
 	char	   *marker;
 
 	count_result(st, result);
 	check_response(&st->conf, result, path, false);
-	dalp_page_parse(&page, result, mres, false, dalp_decode_for_display(path));
+	dalp_page_parse(&page, result, parser, mres, false,
+					dalp_decode_for_display(path));
 	if (page.nitems > 0)
 		id = dalp_page_item_id(&page, 0,
 							   linitial(dalp_parse_json_path(mres->id_field)));
@@ -881,13 +891,14 @@ page_is_last(const DalpPage *page, int64 offset, int requested)
 }
 
 /*
- * Wait for a requested page (or GET it when req is NULL), count it, check
- * its status and make it st->page.  False for a 404 the caller treats as
- * "no item".
+ * Wait for a requested page, which parser parsed as it arrived (or GET it
+ * when req is NULL), count it, check its status and make it st->page, the
+ * parsed document then belonging to page_cxt.  False for a 404 the caller
+ * treats as "no item".
  */
 static bool
 receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
-			 DalpHttpRequest *req, bool single)
+			 DalpHttpRequest *req, DalpJsonParser *parser, bool single)
 {
 	MemoryContext old;
 	DalpHttpResult *result;
@@ -896,15 +907,28 @@ receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
 	dalp_page_release(&st->page);
 	MemoryContextReset(st->page_cxt);
 	old = MemoryContextSwitchTo(st->page_cxt);
-	result = req ? dalp_http_wait(req) : dalp_http_get(&st->conf, path);
-	/* the next request leaves before this page is decoded */
-	if (req)
+	if (req == NULL)
+	{
+		parser = dalp_json_parser_create(st->conf.max_response_bytes, true);
+		result = dalp_http_get(&st->conf, path, dalp_json_parser_sink(parser));
+	}
+	else
+	{
+		/* a page still on its way is parsed as it arrives */
+		if (!dalp_http_done(req))
+			dalp_json_parser_activate(parser);
+		result = dalp_http_wait(req);
+		/* the next request leaves before this page is parsed and decoded */
 		fill_pipeline(st);
+		dalp_json_parser_activate(parser);
+	}
 	count_result(st, result);
 	found = check_response(&st->conf, result, path, single && res->item_404_is_empty);
 	if (found)
-		dalp_page_parse(&st->page, result, res, single,
+		dalp_page_parse(&st->page, result, parser, res, single,
 						dalp_decode_for_display(path));
+	else
+		dalp_json_parser_free(parser);
 	MemoryContextSwitchTo(old);
 	st->pages++;
 	st->stats->pages++;
@@ -962,7 +986,7 @@ read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 			char	   *path = build_path(res, token, NULL, sort, filters, offset,
 										  st->conf.page_size);
 
-			receive_page(st, res, path, NULL, false);
+			receive_page(st, res, path, NULL, NULL, false);
 			last = page_is_last(&st->page, offset, st->conf.page_size);
 			if (res->marker && before == NULL && !last)
 			{
@@ -1166,7 +1190,13 @@ launch(DalpScanState *st, int stream_index, int64 offset)
 	p->path = build_path(st->res, stream->token, st->item_key, st->sort,
 						 stream->filters, offset,
 						 page_limit(st, stream, offset));
-	p->req = dalp_http_start(&st->conf, p->path);
+	/*
+	 * Made first, so that a reset of exec_cxt ends the request first.  It
+	 * holds the bytes until the page is the next to be read (receive_page).
+	 */
+	p->parser = dalp_json_parser_create(st->conf.max_response_bytes, false);
+	p->req = dalp_http_start(&st->conf, p->path,
+							 dalp_json_parser_sink(p->parser));
 	foreach(lc, st->pending)
 	{
 		DalpPending *q = (DalpPending *) lfirst(lc);
@@ -1227,6 +1257,14 @@ fill_pipeline(DalpScanState *st)
 	}
 }
 
+/* Stop a requested page's transfer, then free its parser. */
+static void
+abandon_pending(DalpPending *p)
+{
+	dalp_http_abandon(p->req);
+	dalp_json_parser_free(p->parser);
+}
+
 /* Drop the queued requests of a stream that ended. */
 static void
 abandon_stream_pending(DalpScanState *st, int stream_index)
@@ -1239,7 +1277,7 @@ abandon_stream_pending(DalpScanState *st, int stream_index)
 
 		if (p->stream == stream_index)
 		{
-			dalp_http_abandon(p->req);
+			abandon_pending(p);
 			st->pending = foreach_delete_current(st->pending, lc);
 		}
 	}
@@ -1339,7 +1377,7 @@ next_page(DalpScanState *st)
 
 	p = (DalpPending *) linitial(st->pending);
 	st->pending = list_delete_first(st->pending);
-	receive_page(st, st->res, p->path, p->req, single);
+	receive_page(st, st->res, p->path, p->req, p->parser, single);
 	offset = st->page_offset = p->offset;
 	pfree(p->path);
 	pfree(p);
@@ -1902,7 +1940,7 @@ reset_execution(DalpScanState *st)
 	ListCell   *lc;
 
 	foreach(lc, st->pending)
-		dalp_http_abandon(((DalpPending *) lfirst(lc))->req);
+		abandon_pending((DalpPending *) lfirst(lc));
 	st->pending = NIL;
 	/* before their memory goes: they may have spilled to temporary files */
 	if (st->held)

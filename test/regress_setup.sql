@@ -48,9 +48,12 @@ EXCEPTION WHEN OTHERS THEN
   RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
 
--- Set the simulator's faults ('{}' clears them).
+-- Set the simulator's faults ('{}' clears them).  The JSON is quoted for
+-- the shell, which takes backslashes in single quotes as they are.
 CREATE OR REPLACE FUNCTION pg_temp.sim_faults(conf text) RETURNS void
-LANGUAGE sql AS $$ SELECT count(*) FROM pg_temp.sim('faults ' || quote_literal(conf)) $$;
+LANGUAGE sql AS $$
+  SELECT count(*) FROM pg_temp.sim('faults ''' || replace(conf, '''', '''"''"''') || '''')
+$$;
 
 -- Number of API requests the simulator logged since the last clear.
 CREATE OR REPLACE FUNCTION pg_temp.sim_requests() RETURNS int
