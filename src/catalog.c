@@ -20,152 +20,217 @@
 #include "utils/tuplestore.h"
 
 #define NAME_OPS	(DALP_OP_EQ | DALP_OP_NE | DALP_OP_ILIKE | DALP_OP_IN)
-#define RAW_COLUMN	{"raw", JSONBOID, DALP_VALUE_RAW, NULL, NULL, 0, NULL}
-#define TOKEN_COLUMN {"token_address", TEXTOID, DALP_VALUE_TOKEN, NULL, NULL, 0, NULL, true}
+#define RAW_COLUMN	\
+	{.name = "raw", .typid = JSONBOID, .kind = DALP_VALUE_RAW}
+#define TOKEN_COLUMN \
+	{.name = "token_address", .typid = TEXTOID, .kind = DALP_VALUE_TOKEN, \
+	.case_insensitive = true}
 
 static const DalpColumnDef token_columns[] = {
-	{"address", TEXTOID, DALP_VALUE_PATH, "id", NULL, 0, NULL, true},
-	{"name", TEXTOID, DALP_VALUE_PATH, "name", "name", NAME_OPS, "name"},
-	{"symbol", TEXTOID, DALP_VALUE_PATH, "symbol", "symbol", NAME_OPS, "symbol"},
-	{"decimals", INT4OID, DALP_VALUE_PATH, "decimals", NULL, 0, NULL},
-	{"type", TEXTOID, DALP_VALUE_PATH, "type", "type",
-	DALP_OP_EQ | DALP_OP_NE | DALP_OP_IN, NULL, false, true},
-	{"factory_address", TEXTOID, DALP_VALUE_PATH, "tokenFactory.id",
-	"tokenFactory", DALP_OP_EQ | DALP_OP_IN, NULL, true},
-	{"total_supply", NUMERICOID, DALP_VALUE_PATH, "totalSupply", NULL, 0, NULL},
-	{"total_supply_exact", NUMERICOID, DALP_VALUE_PATH, "totalSupplyExact",
-	NULL, 0, NULL},
-	{"paused", BOOLOID, DALP_VALUE_PATH, "pausable.paused", NULL, 0, NULL},
-	{"created_at", TIMESTAMPTZOID, DALP_VALUE_PATH, "createdAt", "createdAt",
-	DALP_OP_RANGE, "createdAt"},
-	{"created_by", TEXTOID, DALP_VALUE_PATH, "createdBy.id", NULL, 0, NULL},
-	{"extensions", TEXTARRAYOID, DALP_VALUE_PATH, "extensions", NULL, 0, NULL},
-	{"q", TEXTOID, DALP_VALUE_SEARCH_ECHO, NULL, "q",
-	DALP_OP_EQ | DALP_OP_EQ_BARE, NULL},
+	{.name = "address", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "id", .case_insensitive = true},
+	{.name = "name", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "name", .filter = "name", .ops = NAME_OPS,
+		.sort = "name"},
+	{.name = "symbol", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "symbol", .filter = "symbol", .ops = NAME_OPS,
+		.sort = "symbol"},
+	{.name = "decimals", .typid = INT4OID, .kind = DALP_VALUE_PATH,
+		.json_path = "decimals"},
+	{.name = "type", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "type", .filter = "type",
+		.ops = DALP_OP_EQ | DALP_OP_NE | DALP_OP_IN, .facet = true},
+	{.name = "factory_address", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "tokenFactory.id", .filter = "tokenFactory",
+		.ops = DALP_OP_EQ | DALP_OP_IN, .case_insensitive = true},
+	{.name = "total_supply", .typid = NUMERICOID, .kind = DALP_VALUE_PATH,
+		.json_path = "totalSupply"},
+	{.name = "total_supply_exact", .typid = NUMERICOID,
+		.kind = DALP_VALUE_PATH, .json_path = "totalSupplyExact"},
+	{.name = "paused", .typid = BOOLOID, .kind = DALP_VALUE_PATH,
+		.json_path = "pausable.paused"},
+	{.name = "created_at", .typid = TIMESTAMPTZOID, .kind = DALP_VALUE_PATH,
+		.json_path = "createdAt", .filter = "createdAt", .ops = DALP_OP_RANGE,
+		.sort = "createdAt"},
+	{.name = "created_by", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "createdBy.id"},
+	{.name = "extensions", .typid = TEXTARRAYOID, .kind = DALP_VALUE_PATH,
+		.json_path = "extensions"},
+	{.name = "q", .typid = TEXTOID, .kind = DALP_VALUE_SEARCH_ECHO,
+		.filter = "q", .ops = DALP_OP_EQ | DALP_OP_EQ_BARE},
 	RAW_COLUMN
 };
 
 static const DalpColumnDef holder_columns[] = {
 	TOKEN_COLUMN,
-	{"account", TEXTOID, DALP_VALUE_PATH, "account.id", NULL, 0, NULL, true},
-	{"balance", NUMERICOID, DALP_VALUE_PATH, "value", "value", DALP_OP_RANGE,
-	"value"},
-	{"balance_exact", NUMERICOID, DALP_VALUE_PATH, "valueExact", NULL, 0, NULL},
-	{"available", NUMERICOID, DALP_VALUE_PATH, "available", NULL, 0, NULL},
-	{"frozen", NUMERICOID, DALP_VALUE_PATH, "frozen", NULL, 0, NULL},
-	{"is_frozen", BOOLOID, DALP_VALUE_PATH, "isFrozen", "isFrozen", DALP_OP_EQ,
-	NULL},
-	{"last_updated_at", TIMESTAMPTZOID, DALP_VALUE_PATH, "lastUpdatedAt", NULL,
-	0, NULL},
+	{.name = "account", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "account.id", .case_insensitive = true},
+	{.name = "balance", .typid = NUMERICOID, .kind = DALP_VALUE_PATH,
+		.json_path = "value", .filter = "value", .ops = DALP_OP_RANGE,
+		.sort = "value"},
+	{.name = "balance_exact", .typid = NUMERICOID, .kind = DALP_VALUE_PATH,
+		.json_path = "valueExact"},
+	{.name = "available", .typid = NUMERICOID, .kind = DALP_VALUE_PATH,
+		.json_path = "available"},
+	{.name = "frozen", .typid = NUMERICOID, .kind = DALP_VALUE_PATH,
+		.json_path = "frozen"},
+	{.name = "is_frozen", .typid = BOOLOID, .kind = DALP_VALUE_PATH,
+		.json_path = "isFrozen", .filter = "isFrozen", .ops = DALP_OP_EQ},
+	{.name = "last_updated_at", .typid = TIMESTAMPTZOID,
+		.kind = DALP_VALUE_PATH, .json_path = "lastUpdatedAt"},
 	RAW_COLUMN
 };
 
 static const DalpColumnDef event_columns[] = {
 	TOKEN_COLUMN,
-	{"id", TEXTOID, DALP_VALUE_PATH, "id", NULL, 0, NULL},
-	{"event_name", TEXTOID, DALP_VALUE_PATH, "eventName", "eventName",
-	DALP_OP_EQ | DALP_OP_NE | DALP_OP_IN | DALP_OP_NOT_IN, NULL, false, true},
-	{"block_number", INT8OID, DALP_VALUE_PATH, "blockNumber", NULL, 0,
-	"blockNumber"},
-	{"block_timestamp", TIMESTAMPTZOID, DALP_VALUE_PATH, "blockTimestamp",
-	"blockTimestamp", DALP_OP_RANGE, "blockTimestamp"},
-	{"transaction_hash", TEXTOID, DALP_VALUE_PATH, "transactionHash",
-	"transactionHash", DALP_OP_EQ, NULL, true},
-	{"tx_index", INT4OID, DALP_VALUE_PATH, "txIndex", NULL, 0, NULL},
-	{"emitter", TEXTOID, DALP_VALUE_PATH, "emitter.id", NULL, 0, NULL},
-	{"sender", TEXTOID, DALP_VALUE_PATH, "sender.id", "senderAddress",
-	DALP_OP_EQ | DALP_OP_IN, NULL, true},
-	{"from_address", TEXTOID, DALP_VALUE_PATH, "values.from", NULL, 0, NULL},
-	{"to_address", TEXTOID, DALP_VALUE_PATH, "values.to", NULL, 0, NULL},
-	{"account", TEXTOID, DALP_VALUE_PATH,
-	"values.account|values.user|values.owner", NULL, 0, NULL},
-	{"amount", NUMERICOID, DALP_VALUE_PATH, "values.amount", NULL, 0, NULL},
-	{"values", JSONBOID, DALP_VALUE_NAMED_VALUES, "values", NULL, 0, NULL},
+	{.name = "id", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "id"},
+	{.name = "event_name", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "eventName", .filter = "eventName",
+		.ops = DALP_OP_EQ | DALP_OP_NE | DALP_OP_IN | DALP_OP_NOT_IN,
+		.facet = true},
+	{.name = "block_number", .typid = INT8OID, .kind = DALP_VALUE_PATH,
+		.json_path = "blockNumber", .sort = "blockNumber"},
+	{.name = "block_timestamp", .typid = TIMESTAMPTZOID,
+		.kind = DALP_VALUE_PATH, .json_path = "blockTimestamp",
+		.filter = "blockTimestamp", .ops = DALP_OP_RANGE,
+		.sort = "blockTimestamp"},
+	{.name = "transaction_hash", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "transactionHash", .filter = "transactionHash",
+		.ops = DALP_OP_EQ, .case_insensitive = true},
+	{.name = "tx_index", .typid = INT4OID, .kind = DALP_VALUE_PATH,
+		.json_path = "txIndex"},
+	{.name = "emitter", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "emitter.id"},
+	{.name = "sender", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "sender.id", .filter = "senderAddress",
+		.ops = DALP_OP_EQ | DALP_OP_IN, .case_insensitive = true},
+	{.name = "from_address", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "values.from"},
+	{.name = "to_address", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "values.to"},
+	{.name = "account", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "values.account|values.user|values.owner"},
+	{.name = "amount", .typid = NUMERICOID, .kind = DALP_VALUE_PATH,
+		.json_path = "values.amount"},
+	{.name = "values", .typid = JSONBOID, .kind = DALP_VALUE_NAMED_VALUES,
+		.json_path = "values"},
 	/*
 	 * The API also takes accountAddress inArray, but a search column echoes
 	 * the one value searched for: with a list it could not say which value
 	 * an event matched, so only "=" is sent.
 	 */
-	{"involves_address", TEXTOID, DALP_VALUE_SEARCH_ECHO, NULL,
-	"accountAddress", DALP_OP_EQ | DALP_OP_IN, NULL, true},
+	{.name = "involves_address", .typid = TEXTOID,
+		.kind = DALP_VALUE_SEARCH_ECHO, .filter = "accountAddress",
+		.ops = DALP_OP_EQ | DALP_OP_IN, .case_insensitive = true},
 	RAW_COLUMN
 };
 
 static const DalpColumnDef factory_columns[] = {
-	{"address", TEXTOID, DALP_VALUE_PATH, "id", NULL, 0, NULL},
-	{"name", TEXTOID, DALP_VALUE_PATH, "name", "name",
-	DALP_OP_EQ | DALP_OP_ILIKE, "name"},
-	{"type_id", TEXTOID, DALP_VALUE_PATH, "typeId", "typeId",
-	DALP_OP_EQ | DALP_OP_IN, NULL},
-	{"has_tokens", BOOLOID, DALP_VALUE_PATH, "hasTokens", "hasTokens",
-	DALP_OP_EQ, NULL},
-	{"token_extensions", TEXTARRAYOID, DALP_VALUE_PATH, "tokenExtensions",
-	NULL, 0, NULL},
+	{.name = "address", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "id"},
+	{.name = "name", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "name", .filter = "name",
+		.ops = DALP_OP_EQ | DALP_OP_ILIKE, .sort = "name"},
+	{.name = "type_id", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "typeId", .filter = "typeId",
+		.ops = DALP_OP_EQ | DALP_OP_IN},
+	{.name = "has_tokens", .typid = BOOLOID, .kind = DALP_VALUE_PATH,
+		.json_path = "hasTokens", .filter = "hasTokens", .ops = DALP_OP_EQ},
+	{.name = "token_extensions", .typid = TEXTARRAYOID,
+		.kind = DALP_VALUE_PATH, .json_path = "tokenExtensions"},
 	RAW_COLUMN
 };
 
 static const DalpColumnDef feature_columns[] = {
 	TOKEN_COLUMN,
-	{"feature_type_id", TEXTOID, DALP_VALUE_PATH, "featureTypeId", NULL, 0,
-	NULL},
-	{"address", TEXTOID, DALP_VALUE_PATH, "address", NULL, 0, NULL},
-	{"attached_at", TIMESTAMPTZOID, DALP_VALUE_PATH, "attachedAt", NULL, 0,
-	NULL},
+	{.name = "feature_type_id", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "featureTypeId"},
+	{.name = "address", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "address"},
+	{.name = "attached_at", .typid = TIMESTAMPTZOID, .kind = DALP_VALUE_PATH,
+		.json_path = "attachedAt"},
 	RAW_COLUMN
 };
 
 static const DalpColumnDef metadata_columns[] = {
 	TOKEN_COLUMN,
-	{"key", TEXTOID, DALP_VALUE_PATH, "key", NULL, 0, NULL},
-	{"value", TEXTOID, DALP_VALUE_PATH, "value", NULL, 0, NULL},
-	{"updated_at", TIMESTAMPTZOID, DALP_VALUE_PATH, "updatedAt", NULL, 0, NULL},
+	{.name = "key", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "key"},
+	{.name = "value", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "value"},
+	{.name = "updated_at", .typid = TIMESTAMPTZOID, .kind = DALP_VALUE_PATH,
+		.json_path = "updatedAt"},
 	RAW_COLUMN
 };
 
 static const DalpColumnDef compliance_columns[] = {
 	TOKEN_COLUMN,
-	{"module_address", TEXTOID, DALP_VALUE_PATH, "module.id", NULL, 0, NULL},
-	{"type_id", TEXTOID, DALP_VALUE_PATH, "typeId", NULL, 0, NULL},
-	{"parameters", JSONBOID, DALP_VALUE_PATH, "parameters", NULL, 0, NULL},
+	{.name = "module_address", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "module.id"},
+	{.name = "type_id", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "typeId"},
+	{.name = "parameters", .typid = JSONBOID, .kind = DALP_VALUE_PATH,
+		.json_path = "parameters"},
 	RAW_COLUMN
 };
 
 static const DalpColumnDef approval_columns[] = {
 	TOKEN_COLUMN,
-	{"id", TEXTOID, DALP_VALUE_PATH, "id", NULL, 0, NULL},
-	{"from_wallet", TEXTOID, DALP_VALUE_PATH, "fromWallet", NULL, 0, NULL},
-	{"to_wallet", TEXTOID, DALP_VALUE_PATH, "toWallet", NULL, 0, NULL},
-	{"amount", NUMERICOID, DALP_VALUE_PATH, "amount", NULL, 0, NULL},
-	{"amount_exact", NUMERICOID, DALP_VALUE_PATH, "amountExact", NULL, 0, NULL},
-	{"status", TEXTOID, DALP_VALUE_PATH, "status", NULL, 0, NULL},
-	{"created_at", TIMESTAMPTZOID, DALP_VALUE_PATH, "createdAt", NULL, 0, NULL},
+	{.name = "id", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "id"},
+	{.name = "from_wallet", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "fromWallet"},
+	{.name = "to_wallet", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "toWallet"},
+	{.name = "amount", .typid = NUMERICOID, .kind = DALP_VALUE_PATH,
+		.json_path = "amount"},
+	{.name = "amount_exact", .typid = NUMERICOID, .kind = DALP_VALUE_PATH,
+		.json_path = "amountExact"},
+	{.name = "status", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "status"},
+	{.name = "created_at", .typid = TIMESTAMPTZOID, .kind = DALP_VALUE_PATH,
+		.json_path = "createdAt"},
 	RAW_COLUMN
 };
 
 static const DalpColumnDef asset_class_columns[] = {
-	{"id", TEXTOID, DALP_VALUE_PATH, "id", NULL, 0, NULL},
-	{"slug", TEXTOID, DALP_VALUE_PATH, "slug", NULL, 0, NULL},
-	{"name", TEXTOID, DALP_VALUE_PATH, "name", NULL, 0, NULL},
-	{"is_system", BOOLOID, DALP_VALUE_PATH, "isSystem", NULL, 0, NULL},
+	{.name = "id", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "id"},
+	{.name = "slug", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "slug"},
+	{.name = "name", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "name"},
+	{.name = "is_system", .typid = BOOLOID, .kind = DALP_VALUE_PATH,
+		.json_path = "isSystem"},
 	RAW_COLUMN
 };
 
 #define HEALTH_SERVICE_COLUMNS \
-	{"service_type", TEXTOID, DALP_VALUE_PATH, "serviceType", NULL, 0, NULL}, \
-	{"chain_id", INT8OID, DALP_VALUE_PATH, "chainId", NULL, 0, NULL}, \
-	{"network_name", TEXTOID, DALP_VALUE_PATH, "networkName", NULL, 0, NULL}, \
-	{"status", TEXTOID, DALP_VALUE_PATH, "status", NULL, 0, NULL}, \
-	{"block_height", INT8OID, DALP_VALUE_PATH, "blockHeight", NULL, 0, NULL}, \
-	{"chain_head_block", INT8OID, DALP_VALUE_PATH, "chainHeadBlock", NULL, 0, \
-	NULL}, \
-	{"sync_lag", INT8OID, DALP_VALUE_PATH, "syncLag", NULL, 0, NULL}, \
-	{"finality_lag_blocks", INT8OID, DALP_VALUE_PATH, "finalityLagBlocks", \
-	NULL, 0, NULL}, \
-	{"block_age_seconds", INT8OID, DALP_VALUE_PATH, "blockAgeSeconds", NULL, \
-	0, NULL}, \
-	{"stall_seconds", INT8OID, DALP_VALUE_PATH, "stallSeconds", NULL, 0, NULL}, \
-	{"reindexing", BOOLOID, DALP_VALUE_PATH, "reindexing", NULL, 0, NULL}, \
-	{"updated_at", TIMESTAMPTZOID, DALP_VALUE_PATH, "updatedAt", NULL, 0, NULL}
+	{.name = "service_type", .typid = TEXTOID, .kind = DALP_VALUE_PATH, \
+		.json_path = "serviceType"}, \
+	{.name = "chain_id", .typid = INT8OID, .kind = DALP_VALUE_PATH, \
+		.json_path = "chainId"}, \
+	{.name = "network_name", .typid = TEXTOID, .kind = DALP_VALUE_PATH, \
+		.json_path = "networkName"}, \
+	{.name = "status", .typid = TEXTOID, .kind = DALP_VALUE_PATH, \
+		.json_path = "status"}, \
+	{.name = "block_height", .typid = INT8OID, .kind = DALP_VALUE_PATH, \
+		.json_path = "blockHeight"}, \
+	{.name = "chain_head_block", .typid = INT8OID, .kind = DALP_VALUE_PATH, \
+		.json_path = "chainHeadBlock"}, \
+	{.name = "sync_lag", .typid = INT8OID, .kind = DALP_VALUE_PATH, \
+		.json_path = "syncLag"}, \
+	{.name = "finality_lag_blocks", .typid = INT8OID, \
+		.kind = DALP_VALUE_PATH, .json_path = "finalityLagBlocks"}, \
+	{.name = "block_age_seconds", .typid = INT8OID, .kind = DALP_VALUE_PATH, \
+		.json_path = "blockAgeSeconds"}, \
+	{.name = "stall_seconds", .typid = INT8OID, .kind = DALP_VALUE_PATH, \
+		.json_path = "stallSeconds"}, \
+	{.name = "reindexing", .typid = BOOLOID, .kind = DALP_VALUE_PATH, \
+		.json_path = "reindexing"}, \
+	{.name = "updated_at", .typid = TIMESTAMPTZOID, .kind = DALP_VALUE_PATH, \
+		.json_path = "updatedAt"}
 
 static const DalpColumnDef health_service_columns[] = {
 	HEALTH_SERVICE_COLUMNS,
@@ -173,13 +238,15 @@ static const DalpColumnDef health_service_columns[] = {
 };
 
 static const DalpColumnDef health_snapshot_columns[] = {
-	{"event_type", TEXTOID, DALP_VALUE_PATH, "eventType", NULL, 0, NULL},
+	{.name = "event_type", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
+		.json_path = "eventType"},
 	HEALTH_SERVICE_COLUMNS,
-	{"created_at", TIMESTAMPTZOID, DALP_VALUE_PATH, "createdAt", NULL, 0, NULL},
+	{.name = "created_at", .typid = TIMESTAMPTZOID, .kind = DALP_VALUE_PATH,
+		.json_path = "createdAt"},
 	RAW_COLUMN
 };
 
-#define COLUMNS(a) a, lengthof(a)
+#define COLUMNS(a) .columns = a, .ncolumns = lengthof(a)
 
 /*
  * scan_sort is an ascending order where items created while a scan pages
@@ -190,35 +257,44 @@ static const DalpColumnDef health_snapshot_columns[] = {
  * whenever the collection does; see hold_stream() in scan.c.
  */
 static const DalpResourceDef resource_defs[] = {
-	{"tokens", "/tokens", true, NULL, "/tokens/{key}", "address", true,
-	"createdAt", "id", "tokens", {NULL, NULL}, COLUMNS(token_columns)},
+	{.name = "tokens", .path = "/tokens", .is_collection = true,
+		.token_listing = true, .item_path = "/tokens/{key}", .item_key_column = "address",
+		.item_404_is_empty = true, .scan_sort = "createdAt", .id_field = "id",
+		.marker = "tokens", COLUMNS(token_columns)},
 	/* every change of a balance is an event of the token */
-	{"holders", "/tokens/{token}/holders", true, NULL,
-		"/tokens/{token}/holder-balances?holderAddress={key}", "account", false,
-	NULL, "account.id", "events", {NULL, NULL}, COLUMNS(holder_columns)},
-	{"events", "/tokens/{token}/events", true, NULL, NULL, NULL, false,
-		"blockTimestamp", "id", NULL, {"block_number", "tx_index"},
-	COLUMNS(event_columns)},
-	{"factories", "/system/factories", true, NULL, NULL, NULL, false,
-	NULL, "id", NULL, {NULL, NULL}, COLUMNS(factory_columns)},
-	{"token_features", "/tokens/{token}/features", true, NULL, NULL, NULL,
-	false, NULL, NULL, NULL, {NULL, NULL}, COLUMNS(feature_columns)},
-	{"token_metadata", "/tokens/{token}/metadata", true, NULL, NULL, NULL,
-	false, NULL, NULL, NULL, {NULL, NULL}, COLUMNS(metadata_columns)},
-	{"compliance_modules", "/tokens/{token}/compliance-modules", true, NULL,
-	NULL, NULL, false, NULL, NULL, NULL, {NULL, NULL}, COLUMNS(compliance_columns)},
-	{"transfer_approvals", "/tokens/{token}/transfer-approvals", true, NULL,
-	NULL, NULL, false, NULL, "id", NULL, {NULL, NULL}, COLUMNS(approval_columns)},
-	{"asset_class_definitions", "/settings/asset-class-definitions", true,
-	NULL, NULL, NULL, false, NULL, "id", NULL, {NULL, NULL},
-	COLUMNS(asset_class_columns)},
-	{"health_services", "/blockchain-monitoring/health-metrics/summary", false,
-	"services", NULL, NULL, false, NULL, NULL, NULL, {NULL, NULL},
-	COLUMNS(health_service_columns)},
+	{.name = "holders", .path = "/tokens/{token}/holders",
+		.is_collection = true,
+		.item_path = "/tokens/{token}/holder-balances?holderAddress={key}",
+		.item_key_column = "account", .id_field = "account.id",
+		.marker = "events", COLUMNS(holder_columns)},
+	{.name = "events", .path = "/tokens/{token}/events",
+		.is_collection = true, .scan_sort = "blockTimestamp",
+		.id_field = "id", .sort_ties = {"block_number", "tx_index"},
+		COLUMNS(event_columns)},
+	{.name = "factories", .path = "/system/factories", .is_collection = true,
+		.id_field = "id", COLUMNS(factory_columns)},
+	{.name = "token_features", .path = "/tokens/{token}/features",
+		.is_collection = true, COLUMNS(feature_columns)},
+	{.name = "token_metadata", .path = "/tokens/{token}/metadata",
+		.is_collection = true, COLUMNS(metadata_columns)},
+	{.name = "compliance_modules",
+		.path = "/tokens/{token}/compliance-modules", .is_collection = true,
+		COLUMNS(compliance_columns)},
+	{.name = "transfer_approvals",
+		.path = "/tokens/{token}/transfer-approvals", .is_collection = true,
+		.id_field = "id", COLUMNS(approval_columns)},
+	{.name = "asset_class_definitions",
+		.path = "/settings/asset-class-definitions", .is_collection = true,
+		.id_field = "id", COLUMNS(asset_class_columns)},
+	{.name = "health_services",
+		.path = "/blockchain-monitoring/health-metrics/summary",
+		.rows_field = "services", COLUMNS(health_service_columns)},
 	/* snapshots have no id in the contract: one per service, chain, kind and time */
-	{"health_snapshots", "/blockchain-monitoring/health-snapshots", true, NULL,
-		NULL, NULL, false, NULL, "createdAt,eventType,serviceType,networkName",
-	NULL, {NULL, NULL}, COLUMNS(health_snapshot_columns)},
+	{.name = "health_snapshots",
+		.path = "/blockchain-monitoring/health-snapshots",
+		.is_collection = true,
+		.id_field = "createdAt,eventType,serviceType,networkName",
+		COLUMNS(health_snapshot_columns)},
 };
 
 const int	dalp_nresources = lengthof(resource_defs);
@@ -246,6 +322,17 @@ dalp_column_lookup(const DalpResourceDef *res, const char *colname)
 		if (strcmp(res->columns[i].name, colname) == 0)
 			return &res->columns[i];
 	return NULL;
+}
+
+/* The listing a fan-out reads the tokens from: the resource flagged so. */
+const DalpResourceDef *
+dalp_token_listing(void)
+{
+	for (int i = 0; i < dalp_nresources; i++)
+		if (resource_defs[i].token_listing)
+			return &resource_defs[i];
+	elog(ERROR, "the DALP resource catalog has no token listing");
+	return NULL;				/* keep compiler quiet */
 }
 
 bool

@@ -81,6 +81,9 @@ typedef struct DalpResourceDef
 	const char *path;			/* path under /api/v2; "{token}" marks a
 								 * per-token collection */
 	bool		is_collection;	/* false: a single resource */
+	bool		token_listing;	/* the listing of every token, whose items'
+								 * id_field is the address: what a per-token
+								 * table without a token reads first */
 	const char *rows_field;		/* single resource whose rows are an array
 								 * field of data ("services"), else NULL */
 	const char *item_path;		/* single-item GET by key column, or NULL */
@@ -107,6 +110,7 @@ extern const DalpResourceDef *dalp_resource_at(int index);
 extern const DalpResourceDef *dalp_resource_lookup(const char *name);
 extern const DalpColumnDef *dalp_column_lookup(const DalpResourceDef *res,
 											   const char *colname);
+extern const DalpResourceDef *dalp_token_listing(void);
 extern bool dalp_resource_is_per_token(const DalpResourceDef *res);
 extern char *dalp_resource_names(void);
 extern char *dalp_column_names(const DalpResourceDef *res);

@@ -38,6 +38,7 @@
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/pg_locale.h"
 #include "utils/syscache.h"
@@ -48,9 +49,6 @@
 #define DEFAULT_ROWS_PER_TOKEN		1000.0
 #define DEFAULT_ROWS_COLLECTION		50.0
 #define DEFAULT_TOKEN_COUNT			20.0
-
-/* count(*) */
-#define COUNT_STAR_OID				2803
 
 /* Planner state of a base relation, in baserel->fdw_private. */
 typedef struct DalpRelInfo
@@ -1137,7 +1135,7 @@ static bool
 column_is_token_key(const DalpResourceDef *res, const DalpColumnDef *col)
 {
 	return col->kind == DALP_VALUE_TOKEN ||
-		(res == dalp_resource_lookup("tokens") &&
+		(res->token_listing &&
 		 strcmp(col->name, res->item_key_column) == 0);
 }
 
@@ -1398,7 +1396,7 @@ add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 		{
 			Aggref	   *agg = (Aggref *) expr;
 
-			if (agg->aggfnoid != COUNT_STAR_OID || agg->aggfilter ||
+			if (agg->aggfnoid != F_COUNT_ || agg->aggfilter ||
 				agg->aggdistinct || agg->aggorder)
 				return;
 		}

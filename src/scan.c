@@ -1013,7 +1013,7 @@ static void
 collect_token_ids(DalpScanState *st, void *arg)
 {
 	DalpCounts *ids = (DalpCounts *) arg;
-	List	   *id_path = linitial(dalp_parse_json_path("id"));
+	List	   *id_path = linitial(dalp_parse_json_path(dalp_token_listing()->id_field));
 
 	for (int i = 0; i < st->page.nitems; i++)
 	{
@@ -1027,13 +1027,13 @@ collect_token_ids(DalpScanState *st, void *arg)
 }
 
 /*
- * Fan-out: every token address, from the /tokens collection, each once;
- * listed once per scan, as a rescan (a nested loop) needs the same list.
+ * Fan-out: every token address, from the catalog's token listing, each
+ * once; listed once per scan, as a rescan (a nested loop) needs the same list.
  */
 static List *
 list_all_tokens(DalpScanState *st)
 {
-	const DalpResourceDef *tokens_res = dalp_resource_lookup("tokens");
+	const DalpResourceDef *tokens_res = dalp_token_listing();
 	MemoryContext listing_cxt;
 	MemoryContext old;
 	DalpCounts	ids = DALP_COUNTS_EMPTY;
@@ -2080,7 +2080,7 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 		token = join_token;
 	else if (dalp_resource_is_per_token(st->res) && token == NULL)
 	{
-		const DalpResourceDef *tokens_res = dalp_resource_lookup("tokens");
+		const DalpResourceDef *tokens_res = dalp_token_listing();
 
 		path = build_path(tokens_res, NULL, NULL, tokens_res->scan_sort,
 						  NULL, 0, st->conf.page_size);
