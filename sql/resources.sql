@@ -45,6 +45,10 @@ SELECT count(*) AS mismatches
 SELECT (SELECT array_agg(resource ORDER BY resource) FROM dalp_fdw.catalog_resources()) =
        (SELECT array_agg(relname::text ORDER BY relname) FROM pg_class
          WHERE relnamespace = 'dalp'::regnamespace) AS one_table_per_resource;
+-- every operator bit a column takes has a row in the operator table
+-- (catalog.c): catalog_columns() fails on one that has none
+SELECT DISTINCT unnest(filter_ops) COLLATE "C" AS api_operator
+  FROM dalp_fdw.catalog_columns() ORDER BY 1;
 
 -- ---------------------------------------------------------------------------
 -- token_features

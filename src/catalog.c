@@ -19,12 +19,46 @@
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
 
+/*
+ * The operator table: every DALP_OP_* bit, in the order of the bits (the
+ * order catalog_columns() lists them in).  Planning (classify_clause in
+ * plan.c), request building and EXPLAIN (scan.c) and catalog_columns()
+ * read it; adding an operator is adding its bit and its row, and naming
+ * the bit in the ops of the columns the contract allows it on.
+ */
+static const DalpOperatorDef operator_defs[] = {
+	{.bit = DALP_OP_EQ, .api = "eq", .sql = "=", .sql_commuted = "=",
+	.value = DALP_OPVAL_ONE},
+	{.bit = DALP_OP_NE, .api = "ne", .sql = "<>", .sql_commuted = "<>",
+	.negated = true, .value = DALP_OPVAL_ONE},
+	{.bit = DALP_OP_GT, .api = "gt", .sql = ">", .sql_commuted = "<",
+	.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_LOWER},
+	{.bit = DALP_OP_GTE, .api = "gte", .sql = ">=", .sql_commuted = "<=",
+	.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_LOWER, .inclusive = true},
+	{.bit = DALP_OP_LT, .api = "lt", .sql = "<", .sql_commuted = ">",
+	.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_UPPER},
+	{.bit = DALP_OP_LTE, .api = "lte", .sql = "<=", .sql_commuted = ">=",
+	.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_UPPER, .inclusive = true},
+	/* ILIKE; LIKE is case-sensitive, so iLike fetches a superset */
+	{.bit = DALP_OP_ILIKE, .api = "iLike", .sql = "~~*", .sql_superset = "~~",
+	.value = DALP_OPVAL_PATTERN},
+	/* IN (...) and = ANY (array) */
+	{.bit = DALP_OP_IN, .api = "inArray", .sql = "=", .array = true,
+	.value = DALP_OPVAL_LIST, .explain_each = "{each of %s}"},
+	/* NOT IN (...) and <> ALL (array) */
+	{.bit = DALP_OP_NOT_IN, .api = "notInArray", .sql = "<>", .array = true,
+	.negated = true, .value = DALP_OPVAL_WHOLE_LIST},
+	/* eq sent as filter[field]=value: the contract names no operator there */
+	{.bit = DALP_OP_EQ_BARE, .spells = DALP_OP_EQ},
+};
+
 #define NAME_OPS	(DALP_OP_EQ | DALP_OP_NE | DALP_OP_ILIKE | DALP_OP_IN)
 #define RAW_COLUMN	\
 	{.name = "raw", .typid = JSONBOID, .kind = DALP_VALUE_RAW}
+/* the token path takes one token, or fans out to each of a list */
 #define TOKEN_COLUMN \
 	{.name = "token_address", .typid = TEXTOID, .kind = DALP_VALUE_TOKEN, \
-	.case_insensitive = true}
+	.ops = DALP_OP_EQ | DALP_OP_IN, .case_insensitive = true}
 
 static const DalpColumnDef token_columns[] = {
 	{.name = "address", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
@@ -324,6 +358,68 @@ dalp_column_lookup(const DalpResourceDef *res, const char *colname)
 	return NULL;
 }
 
+/* The operator table's row of one DALP_OP_* bit. */
+const DalpOperatorDef *
+dalp_operator(int bit)
+{
+	for (int i = 0; i < lengthof(operator_defs); i++)
+		if (operator_defs[i].bit == bit)
+			return &operator_defs[i];
+	elog(ERROR, "DALP operator bit 0x%x has no row in the operator table", bit);
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * The operator a built-in SQL operator is sent as: "column sqlname value",
+ * "value sqlname column" when commuted, or "column sqlname ANY/ALL (array)"
+ * (use_or: ANY).  *superset: the API keeps more rows than SQL does.
+ */
+const DalpOperatorDef *
+dalp_operator_for_sql(const char *sqlname, bool array, bool use_or,
+					  bool commuted, bool *superset)
+{
+	for (int i = 0; i < lengthof(operator_defs); i++)
+	{
+		const DalpOperatorDef *o = &operator_defs[i];
+		const char *name = commuted ? o->sql_commuted : o->sql;
+
+		if (o->array != array || (array && o->negated == use_or))
+			continue;
+		*superset = false;
+		if (name && strcmp(name, sqlname) == 0)
+			return o;
+		*superset = true;
+		if (!commuted && o->sql_superset && strcmp(o->sql_superset, sqlname) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+/* The operator bounding a range from this end, including the value or not. */
+const DalpOperatorDef *
+dalp_range_operator(DalpOpBound bound, bool inclusive)
+{
+	for (int i = 0; i < lengthof(operator_defs); i++)
+		if (operator_defs[i].bound == bound &&
+			operator_defs[i].inclusive == inclusive)
+			return &operator_defs[i];
+	elog(ERROR, "the DALP operator table has no range bound %d", (int) bound);
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * The API's name of operator op on column col, or NULL where the column
+ * sends it as filter[field]=value.
+ */
+const char *
+dalp_operator_api_name(const DalpColumnDef *col, int op)
+{
+	for (int i = 0; i < lengthof(operator_defs); i++)
+		if (operator_defs[i].spells == op && (col->ops & operator_defs[i].bit))
+			return NULL;
+	return dalp_operator(op)->api;
+}
+
 /* The listing a fan-out reads the tokens from: the resource flagged so. */
 const DalpResourceDef *
 dalp_token_listing(void)
@@ -385,18 +481,29 @@ text_or_null(const char *s, bool *isnull)
 }
 
 /*
- * The operator bits as the API's operator names, in the order of the bits.
- * DALP_OP_EQ_BARE is left out: it says how eq is spelled, not an operator.
+ * The operators of a column's ops as the API's names, in the table's
+ * order.  A spelling (DALP_OP_EQ_BARE) is left out: it says how another
+ * operator is sent.  A bit with no row in the table is an error, so that
+ * the resources test fails rather than the operator going unlisted.
  */
 static Datum
-op_names_array(int ops)
+op_names_array(const DalpResourceDef *res, const DalpColumnDef *col)
 {
-	Datum		names[16];
+	Datum		names[lengthof(operator_defs)];
 	int			n = 0;
+	int			listed = 0;
 
-	for (int bit = DALP_OP_EQ; bit <= DALP_OP_NOT_IN; bit <<= 1)
-		if (ops & bit)
-			names[n++] = CStringGetTextDatum(dalp_op_name(bit));
+	for (int i = 0; i < lengthof(operator_defs); i++)
+	{
+		const DalpOperatorDef *o = &operator_defs[i];
+
+		listed |= o->bit;
+		if ((col->ops & o->bit) && col->filter && o->spells == 0)
+			names[n++] = CStringGetTextDatum(o->api);
+	}
+	if ((col->ops & ~listed) != 0)
+		elog(ERROR, "operator bits 0x%x of column \"%s\" of DALP resource \"%s\" have no row in the operator table",
+			 col->ops & ~listed, col->name, res->name);
 	return PointerGetDatum(construct_array(names, n, TEXTOID, -1, false,
 										   TYPALIGN_INT));
 }
@@ -490,7 +597,7 @@ dalp_fdw_catalog_columns(PG_FUNCTION_ARGS)
 			values[4] = CStringGetTextDatum(value_kind_name(col->kind));
 			values[5] = text_or_null(col->json_path, &nulls[5]);
 			values[6] = text_or_null(col->filter, &nulls[6]);
-			values[7] = op_names_array(col->filter ? col->ops : 0);
+			values[7] = op_names_array(res, col);
 			values[8] = text_or_null(col->sort, &nulls[8]);
 			values[9] = BoolGetDatum(col->facet);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,

@@ -45,7 +45,11 @@ typedef enum DalpValueKind
 	DALP_VALUE_SEARCH_ECHO		/* the value searched for (tokens.q) */
 } DalpValueKind;
 
-/* API filter operators a column supports, as bits. */
+/*
+ * API filter operators a column supports, as bits.  Each bit has a row in
+ * the operator table (operator_defs in catalog.c, read through the
+ * functions below), which says all else.
+ */
 #define DALP_OP_EQ			0x0001
 #define DALP_OP_NE			0x0002
 #define DALP_OP_GT			0x0004
@@ -55,9 +59,56 @@ typedef enum DalpValueKind
 #define DALP_OP_ILIKE		0x0040
 #define DALP_OP_IN			0x0080
 #define DALP_OP_NOT_IN		0x0100
-#define DALP_OP_EQ_BARE		0x0200	/* eq, sent as filter[field]=value: the
-									 * contract names no operator for it */
+#define DALP_OP_EQ_BARE		0x0200
 #define DALP_OP_RANGE		(DALP_OP_GT | DALP_OP_GTE | DALP_OP_LT | DALP_OP_LTE)
+
+/* What an operator's value is, and how it is sent (cond_texts, scan.c). */
+typedef enum DalpOpValue
+{
+	DALP_OPVAL_ONE,				/* one value of the column's type */
+	DALP_OPVAL_PATTERN,			/* a constant LIKE pattern without escapes:
+								 * the API knows % and _ but no escapes */
+	DALP_OPVAL_LIST,			/* an array, sent comma-separated; a longer
+								 * list than DALP_MAX_IN_VALUES is split
+								 * into several requests */
+	DALP_OPVAL_WHOLE_LIST		/* an array that must be sent in one request
+								 * (a union of requests is not its rows): a
+								 * longer list is checked locally */
+} DalpOpValue;
+
+/* Which end of a range an operator bounds. */
+typedef enum DalpOpBound
+{
+	DALP_BOUND_NONE,
+	DALP_BOUND_LOWER,			/* > and >= */
+	DALP_BOUND_UPPER			/* < and <= */
+} DalpOpBound;
+
+/* A row of the operator table. */
+typedef struct DalpOperatorDef
+{
+	int			bit;			/* DALP_OP_* */
+	const char *api;			/* sent as filter[field][api]=value */
+	int			spells;			/* or, when not 0: a column with this bit
+								 * sends operator "spells" as
+								 * filter[field]=value (api is NULL) */
+	const char *sql;			/* built-in SQL operator "column sql value" */
+	const char *sql_commuted;	/* the same with the value on the left:
+								 * "value sql_commuted column" */
+	const char *sql_superset;	/* a SQL operator keeping a subset of the
+								 * API's rows (LIKE for iLike): sent, and
+								 * checked locally too */
+	bool		array;			/* SQL "column sql ANY/ALL (array)", IN and
+								 * NOT IN */
+	bool		negated;		/* true where no value matches: <> and NOT
+								 * IN (SQL's ALL) */
+	DalpOpValue value;
+	DalpOpBound bound;
+	bool		inclusive;		/* a bound: the value itself is in range */
+	const char *explain_each;	/* EXPLAIN's text for the values where each
+								 * is read on its own (a token fan-out, a
+								 * search per value), or NULL */
+} DalpOperatorDef;
 
 typedef struct DalpColumnDef
 {
@@ -110,6 +161,14 @@ extern const DalpResourceDef *dalp_resource_at(int index);
 extern const DalpResourceDef *dalp_resource_lookup(const char *name);
 extern const DalpColumnDef *dalp_column_lookup(const DalpResourceDef *res,
 											   const char *colname);
+extern const DalpOperatorDef *dalp_operator(int bit);
+extern const DalpOperatorDef *dalp_operator_for_sql(const char *sqlname,
+													bool array, bool use_or,
+													bool commuted,
+													bool *superset);
+extern const DalpOperatorDef *dalp_range_operator(DalpOpBound bound,
+												  bool inclusive);
+extern const char *dalp_operator_api_name(const DalpColumnDef *col, int op);
 extern const DalpResourceDef *dalp_token_listing(void);
 extern bool dalp_resource_is_per_token(const DalpResourceDef *res);
 extern char *dalp_resource_names(void);
@@ -575,7 +634,6 @@ extern void dalp_get_foreign_upper_paths(PlannerInfo *root,
 										 void *extra);
 extern List *dalp_conds_from_private(const DalpResourceDef *res,
 									 List *private_conds);
-extern const char *dalp_op_name(int op);
 extern char *dalp_value_to_api_text(Datum value, Oid typid);
 extern bool dalp_collation_is_c(Oid collation);
 extern DalpColumnBinding *dalp_make_bindings(Relation rel,

@@ -4,13 +4,10 @@
  *		  Planning of DALP foreign scans: which conditions, sort, limit and
  *		  aggregates go to the API, parameterized paths for joins, costing.
  *
- * A condition is "exact" when the API evaluates it exactly as PostgreSQL
- * would (dalp_cond_values() in scan.c normalizes values so that this holds
- * for every value, e.g. a mixed-case address matches nothing, as it would
- * against DALP's lowercase data).  Exact conditions are removed from the
- * local filter; the others (LIKE sent as the API's iLike, a list the API
- * cannot take) stay as local filters.  LIMIT, OFFSET and aggregates are
- * pushed only when no local filter remains.
+ * A condition the API evaluates exactly as PostgreSQL would (see
+ * cond_texts() in scan.c) is removed from the local filter; the others stay
+ * as local filters.  LIMIT, OFFSET and aggregates are pushed only when no
+ * local filter remains.
  *
  *-------------------------------------------------------------------------
  */
@@ -103,54 +100,6 @@ enum DalpUpperPrivateIndex
 	DALP_UPPER_FACET			/* String: facet field or "" */
 };
 
-const char *
-dalp_op_name(int op)
-{
-	switch (op)
-	{
-		case DALP_OP_EQ:
-			return "eq";
-		case DALP_OP_NE:
-			return "ne";
-		case DALP_OP_GT:
-			return "gt";
-		case DALP_OP_GTE:
-			return "gte";
-		case DALP_OP_LT:
-			return "lt";
-		case DALP_OP_LTE:
-			return "lte";
-		case DALP_OP_ILIKE:
-			return "iLike";
-		case DALP_OP_IN:
-			return "inArray";
-		case DALP_OP_NOT_IN:
-			return "notInArray";
-	}
-	return "eq";
-}
-
-/* SQL operator name → API operator, for a Var on the left. */
-static int
-op_from_sql_name(const char *name)
-{
-	if (strcmp(name, "=") == 0)
-		return DALP_OP_EQ;
-	if (strcmp(name, "<>") == 0)
-		return DALP_OP_NE;
-	if (strcmp(name, ">") == 0)
-		return DALP_OP_GT;
-	if (strcmp(name, ">=") == 0)
-		return DALP_OP_GTE;
-	if (strcmp(name, "<") == 0)
-		return DALP_OP_LT;
-	if (strcmp(name, "<=") == 0)
-		return DALP_OP_LTE;
-	if (strcmp(name, "~~") == 0 || strcmp(name, "~~*") == 0)
-		return DALP_OP_ILIKE;
-	return 0;
-}
-
 /*
  * A value the executor can compute before the scan starts: nothing of this
  * relation, nothing volatile, no subplan.  Constants, $n parameters, stable
@@ -192,20 +141,18 @@ column_of_var(Expr *expr, RelOptInfo *baserel, DalpRelInfo *info)
 							  get_attname(info->relid, var->varattno, false));
 }
 
-/* Only built-in operators: a user-defined "=" may mean anything. */
-static int
-pushable_operator(Oid opno, bool commuted, const char **sqlname)
+/*
+ * The operator table's row for a SQL operator (see dalp_operator_for_sql).
+ * Only built-in operators: a user-defined "=" may mean anything.
+ */
+static const DalpOperatorDef *
+pushable_operator(Oid opno, bool array, bool use_or, bool commuted,
+				  bool *superset)
 {
 	if (opno >= FirstNormalObjectId)
-		return 0;
-	if (commuted)
-	{
-		opno = get_commutator(opno);
-		if (!OidIsValid(opno))
-			return 0;
-	}
-	*sqlname = get_opname(opno);
-	return op_from_sql_name(*sqlname);
+		return NULL;
+	return dalp_operator_for_sql(get_opname(opno), array, use_or, commuted,
+								 superset);
 }
 
 static DalpCondRole
@@ -232,7 +179,6 @@ column_accepts(const DalpResourceDef *res, const DalpColumnDef *col, int op)
 	switch (role_for(res, col, op))
 	{
 		case DALP_COND_TOKEN:
-			return op == DALP_OP_EQ || op == DALP_OP_IN;
 		case DALP_COND_SEARCH:
 			return (col->ops & op) != 0;
 		case DALP_COND_ITEM:
@@ -260,7 +206,8 @@ in_list_fits(Expr *values)
  * (addresses, hashes, identifiers), qualifies.
  */
 static bool
-in_list_is_exact(const DalpColumnDef *col, int op, Expr *values)
+in_list_is_exact(const DalpColumnDef *col, const DalpOperatorDef *op,
+				 Expr *values)
 {
 	ArrayType  *arr;
 	Datum	   *elems;
@@ -270,7 +217,7 @@ in_list_is_exact(const DalpColumnDef *col, int op, Expr *values)
 	if (col->kind == DALP_VALUE_TOKEN)
 		return true;			/* token fan-out: one path per value */
 	/* addresses cannot hold commas; long lists are split into requests */
-	if (col->case_insensitive && op == DALP_OP_IN)
+	if (col->case_insensitive && op->value == DALP_OPVAL_LIST)
 		return true;
 	if (!in_list_fits(values))
 		return false;
@@ -283,6 +230,29 @@ in_list_is_exact(const DalpColumnDef *col, int op, Expr *values)
 }
 
 /*
+ * Can this value be sent under the operator's value rule (DalpOpValue)?
+ * Clears *exact when the API may keep other rows than SQL would.
+ */
+static bool
+value_is_sendable(const DalpColumnDef *col, const DalpOperatorDef *op,
+				  Expr *value, bool *exact)
+{
+	switch (op->value)
+	{
+		case DALP_OPVAL_ONE:
+			return true;
+		case DALP_OPVAL_PATTERN:
+			return IsA(value, Const) && !((Const *) value)->constisnull &&
+				strchr(TextDatumGetCString(((Const *) value)->constvalue), '\\') == NULL;
+		case DALP_OPVAL_LIST:
+		case DALP_OPVAL_WHOLE_LIST:
+			*exact = *exact && in_list_is_exact(col, op, value);
+			return true;
+	}
+	return false;
+}
+
+/*
  * Classify one restriction clause.  Returns the condition to send (and its
  * value expression in *value), or NULL when the clause stays local.
  */
@@ -291,9 +261,10 @@ classify_clause(RelOptInfo *baserel, DalpRelInfo *info, Expr *clause,
 				bool allow_outer, Expr **value)
 {
 	const DalpColumnDef *col = NULL;
+	const DalpOperatorDef *apiop = NULL;
+	bool		superset = false;
+	bool		exact;
 	DalpCond   *cond;
-	int			apiop = 0;
-	bool		exact = true;
 
 	if (IsA(clause, OpExpr) && list_length(((OpExpr *) clause)->args) == 2)
 	{
@@ -301,7 +272,6 @@ classify_clause(RelOptInfo *baserel, DalpRelInfo *info, Expr *clause,
 		Expr	   *left = linitial(op->args);
 		Expr	   *right = lsecond(op->args);
 		bool		commuted = false;
-		const char *sqlname = NULL;
 
 		col = column_of_var(left, baserel, info);
 		if (col == NULL)
@@ -313,36 +283,20 @@ classify_clause(RelOptInfo *baserel, DalpRelInfo *info, Expr *clause,
 		if (col == NULL || !is_pushable_value(right, baserel, allow_outer) ||
 			exprType((Node *) right) != col->typid)
 			return NULL;
-		apiop = pushable_operator(op->opno, commuted, &sqlname);
-		if (apiop == DALP_OP_ILIKE)
-		{
-			/* the API's iLike knows % and _ but no escapes */
-			if (commuted || !IsA(right, Const) || ((Const *) right)->constisnull ||
-				strchr(TextDatumGetCString(((Const *) right)->constvalue), '\\'))
-				return NULL;
-			/* LIKE is case-sensitive: iLike fetches a superset */
-			exact = strcmp(sqlname, "~~*") == 0;
-		}
+		apiop = pushable_operator(op->opno, false, false, commuted, &superset);
 		*value = right;
 	}
 	else if (IsA(clause, ScalarArrayOpExpr))
 	{
 		ScalarArrayOpExpr *saop = (ScalarArrayOpExpr *) clause;
 		Expr	   *values = lsecond(saop->args);
-		const char *sqlname = NULL;
-		int			sqlop = pushable_operator(saop->opno, false, &sqlname);
 
 		col = column_of_var(linitial(saop->args), baserel, info);
 		if (col == NULL || !is_pushable_value(values, baserel, allow_outer) ||
 			get_element_type(exprType((Node *) values)) != col->typid)
 			return NULL;
-		if (saop->useOr && sqlop == DALP_OP_EQ)
-			apiop = DALP_OP_IN;
-		else if (!saop->useOr && sqlop == DALP_OP_NE)
-			apiop = DALP_OP_NOT_IN;
-		else
-			return NULL;
-		exact = in_list_is_exact(col, apiop, values);
+		apiop = pushable_operator(saop->opno, true, saop->useOr, false,
+								  &superset);
 		*value = values;
 	}
 	else if (IsA(clause, Var) ||
@@ -355,16 +309,19 @@ classify_clause(RelOptInfo *baserel, DalpRelInfo *info, Expr *clause,
 		col = column_of_var(arg, baserel, info);
 		if (col == NULL || col->typid != BOOLOID)
 			return NULL;
-		apiop = DALP_OP_EQ;
+		apiop = dalp_operator(DALP_OP_EQ);
 		*value = (Expr *) makeBoolConst(!negated, false);
 	}
-	if (col == NULL || apiop == 0 || !column_accepts(info->res, col, apiop))
+	exact = !superset;
+	if (col == NULL || apiop == NULL ||
+		!column_accepts(info->res, col, apiop->bit) ||
+		!value_is_sendable(col, apiop, *value, &exact))
 		return NULL;
 
 	cond = palloc(sizeof(DalpCond));
 	cond->column = col;
-	cond->op = apiop;
-	cond->role = role_for(info->res, col, apiop);
+	cond->op = apiop->bit;
+	cond->role = role_for(info->res, col, apiop->bit);
 	cond->exact = exact;
 	return cond;
 }
@@ -459,12 +416,13 @@ may_split(List *conds, List *values)
 	forboth(lc, conds, lv, values)
 	{
 		DalpCond   *cond = (DalpCond *) lfirst(lc);
+		bool		list = dalp_operator(cond->op)->value == DALP_OPVAL_LIST;
 
-		if (cond->role == DALP_COND_FILTER && cond->op == DALP_OP_IN &&
+		if (cond->role == DALP_COND_FILTER && list &&
 			!in_list_fits((Expr *) lfirst(lv)))
 			return true;
 		/* each searched value is a request of its own */
-		if (cond->role == DALP_COND_SEARCH && cond->op == DALP_OP_IN)
+		if (cond->role == DALP_COND_SEARCH && list)
 			return true;
 	}
 	return false;

@@ -269,9 +269,12 @@ static ValueVerdict
 timestamp_bound(int *op, Datum *value)
 {
 	TimestampTz ts = DatumGetTimestampTz(*value);
-	bool		lower = (*op == DALP_OP_GT || *op == DALP_OP_GTE);
+	DalpOpBound bound = dalp_operator(*op)->bound;
+	bool		lower = (bound == DALP_BOUND_LOWER);
 	int64		sub_ms = ts % 1000;
 
+	if (bound == DALP_BOUND_NONE)
+		return VALUE_SEND;
 	if (TIMESTAMP_IS_NOBEGIN(ts))
 		return lower ? VALUE_ALWAYS : VALUE_NEVER;
 	if (TIMESTAMP_IS_NOEND(ts))
@@ -279,24 +282,37 @@ timestamp_bound(int *op, Datum *value)
 	if (sub_ms != 0)
 	{
 		ts += (sub_ms > 0) ? 1000 - sub_ms : -sub_ms;
-		*op = lower ? DALP_OP_GTE : DALP_OP_LT;
+		*op = dalp_range_operator(bound, lower)->bit;
 		*value = TimestampTzGetDatum(ts);
 	}
 	return VALUE_SEND;
 }
 
 /*
- * The texts to send for one condition's value, normalized so that the API
- * returns exactly the rows the SQL condition keeps (see plan.c).  *op may
- * change (timestamp bounds).  *dropped_malformed counts address values
- * dropped because they cannot match DALP's lowercase hex.
+ * The texts to send for one condition's value, by its operator's value
+ * rule (DalpOpValue).  *op may change (timestamp bounds).
+ * *dropped_malformed counts address values dropped because they cannot
+ * match DALP's lowercase hex.
+ *
+ * This is where a condition becomes exact: the API then returns exactly
+ * the rows the SQL condition keeps, whatever the value, and planning
+ * (classify_clause in plan.c) removes it from the local filter.  The
+ * values are normalized so that this holds: a mixed-case address matches
+ * nothing, as it would against DALP's lowercase data; a timestamp bound is
+ * moved to DALP's milliseconds; a NULL matches nothing.  Where it cannot
+ * hold for every value, planning keeps the condition as a local filter
+ * too, and a value that cannot be sent here is not sent (VALUE_ALWAYS):
+ * LIKE sent as the API's iLike (a superset), a list whose values may hold
+ * the comma that separates them, a NOT IN list longer than one request.
  */
 static ValueVerdict
 cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 		   List **texts, int *dropped_malformed)
 {
 	Oid			typid = cond->column->typid;
-	bool		is_list = (*op == DALP_OP_IN || *op == DALP_OP_NOT_IN);
+	const DalpOperatorDef *opdef = dalp_operator(*op);
+	bool		is_list = (opdef->value == DALP_OPVAL_LIST ||
+						   opdef->value == DALP_OPVAL_WHOLE_LIST);
 
 	*texts = NIL;
 	if (isnull)
@@ -323,7 +339,7 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 			CHECK_FOR_INTERRUPTS();
 			if (nulls[i])
 			{
-				if (*op == DALP_OP_NOT_IN)
+				if (opdef->negated)
 					return VALUE_NEVER; /* x NOT IN (.., NULL) is never true */
 				continue;
 			}
@@ -339,9 +355,10 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 				*texts = lappend(*texts, makeString(text));
 		}
 		if (*texts == NIL)
-			return (*op == DALP_OP_IN) ? VALUE_NEVER : VALUE_ALWAYS;
+			return opdef->negated ? VALUE_ALWAYS : VALUE_NEVER;
 		/* NOT IN cannot be split into requests: checked locally (plan.c) */
-		if (*op == DALP_OP_NOT_IN && list_length(*texts) > DALP_MAX_IN_VALUES)
+		if (opdef->value == DALP_OPVAL_WHOLE_LIST &&
+			list_length(*texts) > DALP_MAX_IN_VALUES)
 			return VALUE_ALWAYS;
 		return VALUE_SEND;
 	}
@@ -357,7 +374,7 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 	if (cond->column->case_insensitive && !is_dalp_hex(strVal(linitial(*texts))))
 	{
 		(*dropped_malformed)++;
-		return (*op == DALP_OP_NE) ? VALUE_ALWAYS : VALUE_NEVER;
+		return opdef->negated ? VALUE_ALWAYS : VALUE_NEVER;
 	}
 	return VALUE_SEND;
 }
@@ -366,9 +383,11 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 static char *
 filter_key(const DalpCond *cond, int op)
 {
-	if (op == DALP_OP_EQ && (cond->column->ops & DALP_OP_EQ_BARE))
+	const char *api = dalp_operator_api_name(cond->column, op);
+
+	if (api == NULL)
 		return psprintf("filter[%s]", cond->column->filter);
-	return psprintf("filter[%s][%s]", cond->column->filter, dalp_op_name(op));
+	return psprintf("filter[%s][%s]", cond->column->filter, api);
 }
 
 /* "a,b,c" */
@@ -472,6 +491,86 @@ intersect_tokens(List *tokens, List *others, bool *constrained)
 	return result;
 }
 
+/* The requests of a scan, as its conditions shape them. */
+typedef struct DalpRequestSet
+{
+	List	   *tokens;			/* the tokens to read, when constrained */
+	bool		constrained;	/* false: every token (or none needed) */
+	List	   *variants;		/* DalpVariant *: the filters of each read */
+	char	   *item_key;		/* the single-item key, or NULL */
+} DalpRequestSet;
+
+/* No condition yet: every token, one variant without filters. */
+static void
+request_set_init(DalpRequestSet *rs)
+{
+	DalpVariant *none = palloc0(sizeof(DalpVariant));
+
+	none->filters = "";
+	rs->tokens = NIL;
+	rs->constrained = false;
+	rs->variants = list_make1(none);
+	rs->item_key = NULL;
+}
+
+/*
+ * The values a condition's role reads each on its own (the token path, a
+ * search key); for EXPLAIN one text, shown by the operator's explain_each.
+ */
+static List *
+each_value(List *texts, int op, bool explain)
+{
+	const char *each = dalp_operator(op)->explain_each;
+
+	if (!explain || each == NULL)
+		return texts;
+	return list_make1(makeString(psprintf(each, strVal(linitial(texts)))));
+}
+
+/*
+ * What one condition's texts add to the requests, by its role; false when
+ * no row can match.  EXPLAIN (explain) passes one text that stands for all
+ * of a condition's values and cannot be compared with another condition's:
+ * the last condition of the token path or the item key is shown, and every
+ * search key.
+ */
+static bool
+request_set_add(DalpRequestSet *rs, const DalpCond *cond, int op,
+				List *texts, bool explain)
+{
+	switch (cond->role)
+	{
+		case DALP_COND_TOKEN:
+			texts = each_value(texts, op, explain);
+			if (explain)
+				rs->constrained = false;
+			rs->tokens = intersect_tokens(rs->tokens, texts, &rs->constrained);
+			return rs->tokens != NIL;
+		case DALP_COND_ITEM:
+			if (!explain && rs->item_key &&
+				strcmp(rs->item_key, strVal(linitial(texts))) != 0)
+				return false;
+			rs->item_key = strVal(linitial(texts));
+			return true;
+		case DALP_COND_SEARCH:
+			texts = each_value(texts, op, explain);
+			if (explain)
+				rs->variants = add_filter_to_variants(rs->variants,
+													  filter_key(cond, DALP_OP_EQ),
+													  texts);
+			else
+				rs->variants = add_search_to_variants(rs->variants,
+													  filter_key(cond, DALP_OP_EQ),
+													  texts);
+			return rs->variants != NIL;
+		case DALP_COND_FILTER:
+			rs->variants = add_filter_to_variants(rs->variants,
+												  filter_key(cond, op), texts);
+			return true;
+	}
+	return false;
+}
+
 /*
  * Work out, from the conditions' current values, the tokens to read, the
  * filter variants, the item key and the search value.  values[i]/nulls[i]
@@ -484,17 +583,13 @@ plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 			  List *given_tokens, bool *tokens_constrained,
 			  List **tokens, List **variants, char **item_key)
 {
-	bool		constrained = false;
-	DalpVariant *none = palloc0(sizeof(DalpVariant));
+	DalpRequestSet rs;
 	int			i = 0;
 	ListCell   *lc;
 
-	none->filters = "";
-	*tokens = NIL;
-	*variants = list_make1(none);
-	*item_key = NULL;
+	request_set_init(&rs);
 	if (given_tokens != NIL)
-		*tokens = intersect_tokens(*tokens, given_tokens, &constrained);
+		rs.tokens = intersect_tokens(rs.tokens, given_tokens, &rs.constrained);
 
 	foreach(lc, conds)
 	{
@@ -520,33 +615,13 @@ plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 			return false;
 		if (verdict == VALUE_ALWAYS)
 			continue;
-
-		switch (cond->role)
-		{
-			case DALP_COND_TOKEN:
-				*tokens = intersect_tokens(*tokens, texts, &constrained);
-				if (*tokens == NIL)
-					return false;
-				break;
-			case DALP_COND_ITEM:
-				if (*item_key && strcmp(*item_key, strVal(linitial(texts))) != 0)
-					return false;
-				*item_key = strVal(linitial(texts));
-				break;
-			case DALP_COND_SEARCH:
-				*variants = add_search_to_variants(*variants,
-												   filter_key(cond, DALP_OP_EQ),
-												   texts);
-				if (*variants == NIL)
-					return false;
-				break;
-			case DALP_COND_FILTER:
-				*variants = add_filter_to_variants(*variants, filter_key(cond, op),
-												   texts);
-				break;
-		}
+		if (!request_set_add(&rs, cond, op, texts, false))
+			return false;
 	}
-	*tokens_constrained = constrained;
+	*tokens = rs.tokens;
+	*tokens_constrained = rs.constrained;
+	*variants = rs.variants;
+	*item_key = rs.item_key;
 	return true;
 }
 
@@ -2038,9 +2113,8 @@ explain_value(ExplainState *es, const DalpCond *cond, Expr *expr, int *op)
 static void
 explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 {
-	StringInfoData filters;
+	DalpRequestSet rs;
 	const char *token = st->table_token;
-	const char *item_key = NULL;
 	char	   *limit_text = NULL;
 	char	   *offset_text = NULL;
 	int			nconds = list_length(st->conds);
@@ -2048,8 +2122,7 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 	ListCell   *lc;
 	char	   *path;
 
-	initStringInfo(&filters);
-	appendStringInfoChar(&filters, '?');
+	request_set_init(&rs);
 	foreach(lc, st->exprs)
 	{
 		Expr	   *expr = (Expr *) lfirst(lc);
@@ -2060,15 +2133,8 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 			int			op = cond->op;
 			char	   *text = explain_value(es, cond, expr, &op);
 
-			if (cond->role == DALP_COND_TOKEN)
-				token = (op == DALP_OP_IN) ? psprintf("{each of %s}", text) : text;
-			else if (cond->role == DALP_COND_ITEM)
-				item_key = text;
-			else if (cond->role == DALP_COND_SEARCH && op == DALP_OP_IN)
-				dalp_append_query_param(&filters, filter_key(cond, DALP_OP_EQ),
-										psprintf("{each of %s}", text));
-			else
-				dalp_append_query_param(&filters, filter_key(cond, op), text);
+			(void) request_set_add(&rs, cond, op,
+								   list_make1(makeString(text)), true);
 		}
 		else if (i == nconds && (st->limit_flags & DALP_LIMIT_COUNT))
 			limit_text = explain_expr(es, expr);
@@ -2076,6 +2142,8 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 			offset_text = explain_expr(es, expr);
 		i++;
 	}
+	if (rs.constrained)
+		token = strVal(linitial(rs.tokens));
 	if (join_token)
 		token = join_token;
 	else if (dalp_resource_is_per_token(st->res) && token == NULL)
@@ -2092,9 +2160,9 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 		limit_text = "1";
 	else if (limit_text == NULL)
 		limit_text = psprintf("%d", st->conf.page_size);
-	path = build_path_text(st->res, token, item_key,
+	path = build_path_text(st->res, token, rs.item_key,
 						   st->mode == DALP_MODE_ROWS ? st->sort : NULL,
-						   filters.len > 1 ? filters.data + 2 : "",
+						   ((DalpVariant *) linitial(rs.variants))->filters,
 						   offset_text, limit_text);
 	ExplainPropertyText("DALP Request",
 						psprintf("GET %s", dalp_decode_for_display(path)), es);
