@@ -28,26 +28,26 @@
  */
 static const DalpOperatorDef operator_defs[] = {
 	{.bit = DALP_OP_EQ, .api = "eq", .sql = "=", .sql_commuted = "=",
-	.value = DALP_OPVAL_ONE},
+		.value = DALP_OPVAL_ONE},
 	{.bit = DALP_OP_NE, .api = "ne", .sql = "<>", .sql_commuted = "<>",
-	.negated = true, .value = DALP_OPVAL_ONE},
+		.negated = true, .value = DALP_OPVAL_ONE},
 	{.bit = DALP_OP_GT, .api = "gt", .sql = ">", .sql_commuted = "<",
-	.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_LOWER},
+		.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_LOWER},
 	{.bit = DALP_OP_GTE, .api = "gte", .sql = ">=", .sql_commuted = "<=",
-	.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_LOWER, .inclusive = true},
+		.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_LOWER, .inclusive = true},
 	{.bit = DALP_OP_LT, .api = "lt", .sql = "<", .sql_commuted = ">",
-	.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_UPPER},
+		.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_UPPER},
 	{.bit = DALP_OP_LTE, .api = "lte", .sql = "<=", .sql_commuted = ">=",
-	.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_UPPER, .inclusive = true},
+		.value = DALP_OPVAL_ONE, .bound = DALP_BOUND_UPPER, .inclusive = true},
 	/* ILIKE; LIKE is case-sensitive, so iLike fetches a superset */
 	{.bit = DALP_OP_ILIKE, .api = "iLike", .sql = "~~*", .sql_superset = "~~",
-	.value = DALP_OPVAL_PATTERN},
+		.value = DALP_OPVAL_PATTERN},
 	/* IN (...) and = ANY (array) */
 	{.bit = DALP_OP_IN, .api = "inArray", .sql = "=", .array = true,
-	.value = DALP_OPVAL_LIST, .explain_each = "{each of %s}"},
+		.value = DALP_OPVAL_LIST, .explain_each = "{each of %s}"},
 	/* NOT IN (...) and <> ALL (array) */
 	{.bit = DALP_OP_NOT_IN, .api = "notInArray", .sql = "<>", .array = true,
-	.negated = true, .value = DALP_OPVAL_WHOLE_LIST},
+		.negated = true, .value = DALP_OPVAL_WHOLE_LIST},
 	/* eq sent as filter[field]=value: the contract names no operator there */
 	{.bit = DALP_OP_EQ_BARE, .spells = DALP_OP_EQ},
 };
