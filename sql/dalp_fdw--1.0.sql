@@ -181,6 +181,21 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dalp_fdw_catalog_columns'
 LANGUAGE C STRICT STABLE PARALLEL SAFE;
 
+-- The options, one row each as src/options.c defines them; README.md's
+-- option list is checked against it (test/readme_tables.py).
+CREATE FUNCTION catalog_options(
+    OUT option text,
+    OUT type text,              -- url, integer, bytes, boolean, cost, text, secret, ...
+    OUT accepted_in text[],     -- server, table (overrides the server's), user mapping, column
+    OUT default_value text,     -- what a server without the option gets; NULL: none
+    OUT min_value int,          -- integer options: the accepted range
+    OUT max_value int,
+    OUT choices text,           -- the accepted values, when a list
+    OUT superuser_only text)    -- when only a superuser may set it; NULL: anyone
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dalp_fdw_catalog_options'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
 -- ---------------------------------------------------------------------------
 -- Indexer health, record-date snapshots and the event mirror (issue 4)
 -- ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
+#include "nodes/execnodes.h"
 #include "nodes/pathnodes.h"
 #include "nodes/pg_list.h"
 #include "nodes/plannodes.h"
@@ -233,10 +234,20 @@ typedef struct DalpMappingOverride
 
 extern DalpMappingOverride dalp_mapping_override;
 
+/* Addresses and transaction hashes as DALP writes them: see dalp_is_hex_id. */
+#define DALP_ADDRESS_DIGITS 40
+#define DALP_HASH_DIGITS	64
+
+extern bool dalp_is_hex_id(const char *s, int ndigits);
+
 extern void _PG_init(void);
 
 extern void dalp_get_server_config(Oid serverid, DalpConnConfig *conf);
+extern Oid	dalp_scan_userid(PlannerInfo *root, RelOptInfo *baserel,
+							 ForeignScanState *node);
 extern void dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf);
+extern void dalp_conn_config_copy(DalpConnConfig *dst,
+								  const DalpConnConfig *src);
 extern const DalpResourceDef *dalp_table_resource(Oid foreigntableid,
 												  char **token_address);
 extern void dalp_apply_table_options(Oid foreigntableid, DalpConnConfig *conf);

@@ -95,16 +95,9 @@ struct DalpHttpRequest
 	dlist_node	node;
 
 	/* what the request needs after dalp_http_start has returned */
-	Oid			serverid;
-	Oid			umid;
+	DalpConnConfig conf;		/* the caller's, in cxt; without the key */
 	char	   *url;
 	char	   *display_path;
-	char	   *server_name;
-	int			max_retries;
-	int			retry_base_ms;
-	int			retry_after_max_ms;
-	int			rate_limit_per_minute;
-	int64		max_response_bytes;
 
 	CURL	   *easy;
 	uint64		generation;		/* dalp_conn_generation when easy was made */
@@ -387,8 +380,8 @@ return_handle(DalpHttpRequest *req)
 				(DALP_MAX_IDLE_HANDLES - 1) * sizeof(DalpIdleHandle));
 		dalp_nidle--;
 	}
-	dalp_idle[dalp_nidle].serverid = req->serverid;
-	dalp_idle[dalp_nidle].umid = req->umid;
+	dalp_idle[dalp_nidle].serverid = req->conf.serverid;
+	dalp_idle[dalp_nidle].umid = req->conf.umid;
 	dalp_idle[dalp_nidle].generation = req->generation;
 	dalp_idle[dalp_nidle].easy = easy;
 	dalp_nidle++;
@@ -516,7 +509,7 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 		req->interrupted = true;
 		return 0;
 	}
-	if ((uint64) (req->received + n) > (uint64) req->max_response_bytes)
+	if ((uint64) (req->received + n) > (uint64) req->conf.max_response_bytes)
 	{
 		req->too_large = true;
 		return 0;
@@ -547,7 +540,7 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 		while (cap < req->body_len + n + 1)
 			cap *= 2;
 		/* the buffer never needs more than the cap plus a terminator */
-		cap = Min(cap, (size_t) req->max_response_bytes + 1);
+		cap = Min(cap, (size_t) req->conf.max_response_bytes + 1);
 		body = realloc(req->body, cap);
 		if (body == NULL)
 		{
@@ -636,9 +629,9 @@ take_token(DalpHttpRequest *req, int64 now)
 	double		per_us;
 	double		capacity;
 
-	per_us = req->rate_limit_per_minute / 60e6;
-	capacity = Max(1.0, req->rate_limit_per_minute / 60.0);
-	bucket = hash_search(dalp_rate_buckets, &req->serverid, HASH_ENTER, &found);
+	per_us = req->conf.rate_limit_per_minute / 60e6;
+	capacity = Max(1.0, req->conf.rate_limit_per_minute / 60.0);
+	bucket = hash_search(dalp_rate_buckets, &req->conf.serverid, HASH_ENTER, &found);
 	if (!found)
 		bucket->tokens = capacity;
 	else if (now > bucket->refilled_at)
@@ -660,7 +653,7 @@ take_token(DalpHttpRequest *req, int64 now)
 static int64
 interval_us(const DalpHttpRequest *req)
 {
-	return INT64CONST(60000000) / req->rate_limit_per_minute;
+	return INT64CONST(60000000) / req->conf.rate_limit_per_minute;
 }
 
 /*
@@ -724,7 +717,7 @@ static void
 launch(DalpHttpRequest *req)
 {
 	/* may allocate: done before the handle joins the multi handle */
-	DalpServerStats *stats = dalp_stats_for(req->serverid);
+	DalpServerStats *stats = dalp_stats_for(req->conf.serverid);
 	CURLMcode	mrc;
 
 	req->received = 0;
@@ -777,7 +770,7 @@ launch_due(void)
 			launch(req);
 			continue;
 		}
-		stats = dalp_stats_for(req->serverid);
+		stats = dalp_stats_for(req->conf.serverid);
 		if (req->wait_kind == DALP_WAIT_RETRY_AFTER && !req->hold_wait_counted)
 		{
 			stats->retry_after_waits++;
@@ -906,7 +899,7 @@ retryable_status(long status)
 static int64
 backoff_ms(const DalpHttpRequest *req, int retry)
 {
-	double		delay = req->retry_base_ms;
+	double		delay = req->conf.retry_base_ms;
 
 	for (int i = 1; i < retry && delay < DALP_BACKOFF_CAP_MS; i++)
 		delay *= 2;
@@ -921,7 +914,7 @@ backoff_ms(const DalpHttpRequest *req, int retry)
 static void
 account_attempt(DalpHttpRequest *req)
 {
-	DalpServerStats *stats = dalp_stats_for(req->serverid);
+	DalpServerStats *stats = dalp_stats_for(req->conf.serverid);
 	curl_off_t	downloaded = 0;
 	long		connects = 0;
 
@@ -940,8 +933,8 @@ account_attempt(DalpHttpRequest *req)
 static void
 finish_attempt(DalpHttpRequest *req, CURLcode code)
 {
-	DalpServerStats *stats = dalp_stats_for(req->serverid);
-	bool		can_retry = req->attempts <= req->max_retries;
+	DalpServerStats *stats = dalp_stats_for(req->conf.serverid);
+	bool		can_retry = req->attempts <= req->conf.max_retries;
 	int64		delay_ms = -1;
 	int64		now = dalp_monotonic_us();
 
@@ -974,7 +967,7 @@ finish_attempt(DalpHttpRequest *req, CURLcode code)
 			req->outcome = DALP_OUT_RESPONSE;
 			if (retryable_status(req->status) && req->retry_after_ms >= 0)
 				retry_after_ms = Min(req->retry_after_ms,
-									 (int64) req->retry_after_max_ms);
+									 (int64) req->conf.retry_after_max_ms);
 			req->wait_kind = retry_after_ms >= 0 ? DALP_WAIT_RETRY_AFTER :
 				DALP_WAIT_BACKOFF;
 			if (req->status == 429)
@@ -1156,7 +1149,7 @@ raise_failure(DalpHttpRequest *req)
 	char	   *display = pstrdup(req->display_path);
 	int			attempts = req->attempts;
 	long		status = req->status;
-	int64		max_bytes = req->max_response_bytes;
+	int64		max_bytes = req->conf.max_response_bytes;
 	char	   *host = NULL;
 	char	   *reason = NULL;
 	CURLcode	curl_code = req->curl_code;
@@ -1299,19 +1292,12 @@ dalp_http_start(const DalpConnConfig *conf, const char *path,
 	oldcxt = MemoryContextSwitchTo(cxt);
 	req->url = psprintf("%s%s", conf->base_url, path);
 	req->display_path = dalp_decode_for_display(path);
-	req->server_name = pstrdup(conf->server_name);
+	dalp_conn_config_copy(&req->conf, conf);
 	if (dalp_shared_enabled())
 		dalp_budget_ticket_init(&req->budget, url_host(conf->base_url, true),
 								conf->api_key);
 	MemoryContextSwitchTo(oldcxt);
 
-	req->serverid = conf->serverid;
-	req->umid = conf->umid;
-	req->max_retries = conf->max_retries;
-	req->retry_base_ms = conf->retry_base_ms;
-	req->retry_after_max_ms = conf->retry_after_max_ms;
-	req->rate_limit_per_minute = conf->rate_limit_per_minute;
-	req->max_response_bytes = conf->max_response_bytes;
 	req->retry_after_ms = -1;
 	req->sink = sink;
 
@@ -1339,12 +1325,12 @@ DalpHttpResult *
 dalp_http_wait(DalpHttpRequest *req)
 {
 	DalpHttpResult *res;
-	DalpServerStats *stats = dalp_stats_for(req->serverid);
+	DalpServerStats *stats = dalp_stats_for(req->conf.serverid);
 	int64		last = dalp_monotonic_us();
 	bool		budget_waiting = false;
 
 	Assert(req->listed);
-	dalp_activity_request(req->server_name, req->display_path);
+	dalp_activity_request(req->conf.server_name, req->display_path);
 	for (;;)
 	{
 		int64		now;

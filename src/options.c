@@ -11,7 +11,6 @@
 #include "dalp_fdw.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -24,13 +23,19 @@
 #include "catalog/pg_user_mapping.h"
 #include "catalog/pg_attribute.h"
 #include "commands/defrem.h"
+#include "executor/executor.h"
+#include "funcapi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parsetree.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/formatting.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
+#include "utils/tuplestore.h"
 
 PG_MODULE_MAGIC;
 
@@ -50,56 +55,142 @@ typedef enum DalpOptionKind
 	DALP_OPT_CHOICE				/* one of "choices", stored as its index */
 } DalpOptionKind;
 
+static const char *const kind_names[] = {
+	[DALP_OPT_URL] = "url",
+	[DALP_OPT_INT] = "integer",
+	[DALP_OPT_BYTES] = "bytes",
+	[DALP_OPT_BOOL] = "boolean",
+	[DALP_OPT_COST] = "cost",
+	[DALP_OPT_TEXT] = "text",
+	[DALP_OPT_SECRET] = "secret",
+	[DALP_OPT_RESOURCE] = "resource",
+	[DALP_OPT_ADDRESS] = "address",
+	[DALP_OPT_CHOICE] = "choice",
+};
+
+/* The catalogs an option is accepted in, as bits of DalpOption.where. */
+#define IN_SERVER	0x01
+#define IN_TABLE	0x02		/* with IN_SERVER: overrides the server's */
+#define IN_MAPPING	0x04
+#define IN_COLUMN	0x08
+
+/* Who may set an option; every rule also lets a superuser. */
+typedef enum DalpSuperuserRule
+{
+	SU_ANYONE,
+	SU_ALWAYS,					/* superuser only */
+	SU_TO_FALSE,				/* a boolean: only a superuser turns it off */
+	SU_PLAIN_HTTP				/* a URL: only a superuser sends http other
+								 * than to the loopback */
+} DalpSuperuserRule;
+
+static const char *const superuser_rule_names[] = {
+	[SU_ANYONE] = NULL,
+	[SU_ALWAYS] = "always",
+	[SU_TO_FALSE] = "to false",
+	[SU_PLAIN_HTTP] = "plain http to a host other than the loopback",
+};
+
+/*
+ * One option, everything about it in one row: its value rules, the default
+ * a connection gets without it (text, read like a given value), where it is
+ * accepted, who may set it and the DalpConnConfig field it lands in.  A new
+ * server option is a row here and a field in DalpConnConfig (and a line in
+ * README's option list, which test/t_readme.sh compares with these rows).
+ */
 typedef struct DalpOption
 {
 	const char *name;
 	DalpOptionKind kind;
+	int			where;			/* IN_* */
+	const char *default_value;	/* NULL: none (the field stays NULL) */
 	int			min;			/* DALP_OPT_INT/BYTES bounds */
 	int			max;
-	Oid			context;		/* catalog the option belongs to */
-	int			conf_offset;	/* server options: field of DalpConnConfig */
 	const char *choices;		/* DALP_OPT_CHOICE: "a, b", in index order */
+	DalpSuperuserRule superuser;
+	int			conf_offset;	/* field of DalpConnConfig, or -1 */
 } DalpOption;
 
-#define SERVER(field) ForeignServerRelationId, offsetof(DalpConnConfig, field)
-#define NOT_SERVER(context) context, -1
-#define ON_LEDGER_CHANGE_CHOICES "error, warning"	/* DalpOnLedgerChange */
+#define CONF(field) .conf_offset = offsetof(DalpConnConfig, field)
+#define NO_CONF .conf_offset = -1
+#define RANGE(lo, hi) .min = (lo), .max = (hi)
 
 /*
- * A foreign table option that is also a server option (same name, same
- * kind) overrides the server's setting for that table.
+ * In the order the hints list them: resource and token_address come before
+ * the server options a foreign table overrides.
  */
-
 static const DalpOption valid_options[] = {
-	{"base_url", DALP_OPT_URL, 0, 0, SERVER(base_url)},
-	{"page_size", DALP_OPT_INT, 1, DALP_MAX_PAGE_SIZE, SERVER(page_size)},
-	{"concurrency", DALP_OPT_INT, 1, 32, SERVER(concurrency)},
-	{"connect_timeout_ms", DALP_OPT_INT, 1, INT_MAX, SERVER(connect_timeout_ms)},
-	{"timeout_ms", DALP_OPT_INT, 1, INT_MAX, SERVER(timeout_ms)},
-	{"max_retries", DALP_OPT_INT, 0, 100, SERVER(max_retries)},
-	{"retry_base_ms", DALP_OPT_INT, 0, 600000, SERVER(retry_base_ms)},
-	{"retry_after_max_ms", DALP_OPT_INT, 0, 3600000, SERVER(retry_after_max_ms)},
-	{"rate_limit_per_minute", DALP_OPT_INT, 1, 6000000, SERVER(rate_limit_per_minute)},
-	{"max_response_bytes", DALP_OPT_BYTES, 1024, INT_MAX, SERVER(max_response_bytes)},
-	{"verify_tls", DALP_OPT_BOOL, 0, 0, SERVER(verify_tls)},
-	{"compression", DALP_OPT_BOOL, 0, 0, SERVER(compression)},
-	{"ca_file", DALP_OPT_TEXT, 0, 0, SERVER(ca_file)},
-	{"fdw_startup_cost", DALP_OPT_COST, 0, 0, SERVER(fdw_startup_cost)},
-	{"fdw_request_cost", DALP_OPT_COST, 0, 0, SERVER(fdw_request_cost)},
-	{"fdw_tuple_cost", DALP_OPT_COST, 0, 0, SERVER(fdw_tuple_cost)},
-	{"use_remote_estimate", DALP_OPT_BOOL, 0, 0, SERVER(use_remote_estimate)},
-	{"ledger_rereads", DALP_OPT_INT, 0, 10, SERVER(ledger_rereads)},
-	{"on_ledger_change", DALP_OPT_CHOICE, 0, 0, SERVER(on_ledger_change),
-	ON_LEDGER_CHANGE_CHOICES},
-	{"api_key", DALP_OPT_SECRET, 0, 0, NOT_SERVER(UserMappingRelationId)},
-	{"resource", DALP_OPT_RESOURCE, 0, 0, NOT_SERVER(ForeignTableRelationId)},
-	{"token_address", DALP_OPT_ADDRESS, 0, 0, NOT_SERVER(ForeignTableRelationId)},
-	{"use_remote_estimate", DALP_OPT_BOOL, 0, 0, NOT_SERVER(ForeignTableRelationId)},
-	{"ledger_rereads", DALP_OPT_INT, 0, 10, NOT_SERVER(ForeignTableRelationId)},
-	{"on_ledger_change", DALP_OPT_CHOICE, 0, 0,
-	NOT_SERVER(ForeignTableRelationId), ON_LEDGER_CHANGE_CHOICES},
-	{"json_path", DALP_OPT_TEXT, 0, 0, NOT_SERVER(AttributeRelationId)},
+	{.name = "base_url", .kind = DALP_OPT_URL, .where = IN_SERVER,
+	.superuser = SU_PLAIN_HTTP, CONF(base_url)},
+	{.name = "page_size", .kind = DALP_OPT_INT, .where = IN_SERVER,
+		.default_value = CppAsString2(DALP_MAX_PAGE_SIZE),
+	RANGE(1, DALP_MAX_PAGE_SIZE), CONF(page_size)},
+	{.name = "concurrency", .kind = DALP_OPT_INT, .where = IN_SERVER,
+	.default_value = "4", RANGE(1, 32), CONF(concurrency)},
+	{.name = "connect_timeout_ms", .kind = DALP_OPT_INT, .where = IN_SERVER,
+	.default_value = "5000", RANGE(1, INT_MAX), CONF(connect_timeout_ms)},
+	{.name = "timeout_ms", .kind = DALP_OPT_INT, .where = IN_SERVER,
+	.default_value = "30000", RANGE(1, INT_MAX), CONF(timeout_ms)},
+	{.name = "max_retries", .kind = DALP_OPT_INT, .where = IN_SERVER,
+	.default_value = "5", RANGE(0, 100), CONF(max_retries)},
+	{.name = "retry_base_ms", .kind = DALP_OPT_INT, .where = IN_SERVER,
+	.default_value = "200", RANGE(0, 600000), CONF(retry_base_ms)},
+	{.name = "retry_after_max_ms", .kind = DALP_OPT_INT, .where = IN_SERVER,
+	.default_value = "60000", RANGE(0, 3600000), CONF(retry_after_max_ms)},
+	{.name = "rate_limit_per_minute", .kind = DALP_OPT_INT, .where = IN_SERVER,
+	.default_value = "10000", RANGE(1, 6000000), CONF(rate_limit_per_minute)},
+	/* a 200-event page is about 150 kB: room for pages 25 times as large */
+	{.name = "max_response_bytes", .kind = DALP_OPT_BYTES, .where = IN_SERVER,
+	.default_value = "4194304", RANGE(1024, INT_MAX), CONF(max_response_bytes)},
+	{.name = "verify_tls", .kind = DALP_OPT_BOOL, .where = IN_SERVER,
+	.default_value = "true", .superuser = SU_TO_FALSE, CONF(verify_tls)},
+	{.name = "compression", .kind = DALP_OPT_BOOL, .where = IN_SERVER,
+	.default_value = "true", CONF(compression)},
+	/* no default: the system's certificate store */
+	{.name = "ca_file", .kind = DALP_OPT_TEXT, .where = IN_SERVER,
+	.superuser = SU_ALWAYS, CONF(ca_file)},
+	{.name = "fdw_startup_cost", .kind = DALP_OPT_COST, .where = IN_SERVER,
+	.default_value = "100", CONF(fdw_startup_cost)},
+	{.name = "fdw_request_cost", .kind = DALP_OPT_COST, .where = IN_SERVER,
+	.default_value = "50", CONF(fdw_request_cost)},
+	{.name = "fdw_tuple_cost", .kind = DALP_OPT_COST, .where = IN_SERVER,
+	.default_value = "0.01", CONF(fdw_tuple_cost)},
+	{.name = "resource", .kind = DALP_OPT_RESOURCE, .where = IN_TABLE, NO_CONF},
+	{.name = "token_address", .kind = DALP_OPT_ADDRESS, .where = IN_TABLE,
+	NO_CONF},
+	{.name = "use_remote_estimate", .kind = DALP_OPT_BOOL,
+		.where = IN_SERVER | IN_TABLE, .default_value = "false",
+	CONF(use_remote_estimate)},
+	{.name = "ledger_rereads", .kind = DALP_OPT_INT,
+		.where = IN_SERVER | IN_TABLE, .default_value = "3", RANGE(0, 10),
+	CONF(ledger_rereads)},
+	/* the choices in the order of DalpOnLedgerChange */
+	{.name = "on_ledger_change", .kind = DALP_OPT_CHOICE,
+		.where = IN_SERVER | IN_TABLE, .default_value = "error",
+	.choices = "error, warning", CONF(on_ledger_change)},
+	{.name = "api_key", .kind = DALP_OPT_SECRET, .where = IN_MAPPING,
+	CONF(api_key)},
+	{.name = "json_path", .kind = DALP_OPT_TEXT, .where = IN_COLUMN, NO_CONF},
 };
+
+/* The IN_* bit of a catalog, or 0 (the foreign-data wrapper: none). */
+static int
+context_bit(Oid context)
+{
+	switch (context)
+	{
+		case ForeignServerRelationId:
+			return IN_SERVER;
+		case UserMappingRelationId:
+			return IN_MAPPING;
+		case ForeignTableRelationId:
+			return IN_TABLE;
+		case AttributeRelationId:
+			return IN_COLUMN;
+		default:
+			return 0;
+	}
+}
 
 static const char *
 context_name(Oid context)
@@ -120,10 +211,10 @@ context_name(Oid context)
 }
 
 static const DalpOption *
-find_option(const char *name, Oid context)
+find_option(const char *name, int where)
 {
 	for (int i = 0; i < lengthof(valid_options); i++)
-		if (valid_options[i].context == context &&
+		if ((valid_options[i].where & where) != 0 &&
 			strcmp(valid_options[i].name, name) == 0)
 			return &valid_options[i];
 	return NULL;
@@ -136,21 +227,37 @@ valid_option_names(Oid context)
 
 	initStringInfo(&buf);
 	for (int i = 0; i < lengthof(valid_options); i++)
-		if (valid_options[i].context == context)
+		if (valid_options[i].where & context_bit(context))
 			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "",
 							 valid_options[i].name);
 	return buf.data;
 }
 
-static bool
-is_token_address(const char *s)
+/*
+ * Whether s is written as DALP writes an address (ndigits
+ * DALP_ADDRESS_DIGITS) or a transaction hash (DALP_HASH_DIGITS): "0x" and
+ * that many lowercase hexadecimal digits.  The one rule for addresses: a
+ * token_address option or function argument is lowercased and must pass it
+ * (sql/dalp_fdw--1.0.sql's token_address_arg has the same rule); a value
+ * compared with an address column in a WHERE clause that fails it matches
+ * no row, as "=" on text minds case.
+ */
+bool
+dalp_is_hex_id(const char *s, int ndigits)
 {
-	if (strlen(s) != 42 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
+	if (strlen(s) != 2 + ndigits || s[0] != '0' || s[1] != 'x')
 		return false;
-	for (int i = 2; i < 42; i++)
-		if (!isxdigit((unsigned char) s[i]))
+	for (s += 2; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
 			return false;
 	return true;
+}
+
+/* An address as given in an option or argument, lowercased. */
+static char *
+lower_address(const char *s)
+{
+	return asc_tolower(s, strlen(s));
 }
 
 static int
@@ -262,11 +369,48 @@ is_loopback_host(const char *rest)
 }
 
 /*
+ * Options that weaken security are for superusers only (as postgres_fdw's
+ * password_required).  Checked before the value's own rules, as PostgreSQL
+ * checks the privilege to set a parameter before its value.
+ */
+static void
+check_superuser_rule(DefElem *def, const DalpOption *opt)
+{
+	switch (opt->superuser)
+	{
+		case SU_ANYONE:
+			break;
+		case SU_ALWAYS:
+			if (!superuser())
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("only superuser can set option \"%s\"",
+								opt->name)));
+			break;
+		case SU_TO_FALSE:
+			if (!defGetBoolean(def) && !superuser())
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("only superuser can set option \"%s\" to false",
+								opt->name)));
+			break;
+		case SU_PLAIN_HTTP:
+			/* plain http sends the key in clear */
+			if (pg_strncasecmp(defGetString(def), "http://", 7) == 0 &&
+				!superuser() && !is_loopback_host(defGetString(def) + 7))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("only superuser can set option \"%s\" to a plain http URL of a host other than the loopback",
+								opt->name),
+						 errdetail("Over http the API key crosses the network in clear."),
+						 errhint("Use an https URL.")));
+			break;
+	}
+}
+
+/*
  * base_url must be http(s), and must not carry credentials, a query or a
  * fragment: "/api/v2/..." is appended to it, and it appears in messages.
- * Plain http sends the key in clear: only a superuser may point it at
- * another host than the loopback (as only a superuser may turn verify_tls
- * off).
  */
 static void
 check_base_url(DefElem *def)
@@ -277,15 +421,7 @@ check_base_url(DefElem *def)
 	if (pg_strncasecmp(url, "https://", 8) == 0)
 		rest = url + 8;
 	else if (pg_strncasecmp(url, "http://", 7) == 0)
-	{
 		rest = url + 7;
-		if (!superuser() && !is_loopback_host(rest))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("only superuser can set option \"base_url\" to a plain http URL of a host other than the loopback"),
-					 errdetail("Over http the API key crosses the network in clear."),
-					 errhint("Use an https URL.")));
-	}
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
@@ -308,7 +444,7 @@ check_base_url(DefElem *def)
 static void
 check_one_option(DefElem *def, Oid context)
 {
-	const DalpOption *opt = find_option(def->defname, context);
+	const DalpOption *opt = find_option(def->defname, context_bit(context));
 
 	if (opt == NULL)
 	{
@@ -335,6 +471,7 @@ check_one_option(DefElem *def, Oid context)
 						def->defname),
 				 errdetail("A carriage return or line feed in a value sent in an HTTP header or URL would add headers of its own.")));
 
+	check_superuser_rule(def, opt);
 	switch (opt->kind)
 	{
 		case DALP_OPT_URL:
@@ -368,7 +505,8 @@ check_one_option(DefElem *def, Oid context)
 						 errhint("Valid resources are: %s.", dalp_resource_names())));
 			break;
 		case DALP_OPT_ADDRESS:
-			if (!is_token_address(defGetString(def)))
+			if (!dalp_is_hex_id(lower_address(defGetString(def)),
+								DALP_ADDRESS_DIGITS))
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 						 errmsg("invalid value for option \"token_address\": \"%s\"",
@@ -376,17 +514,6 @@ check_one_option(DefElem *def, Oid context)
 						 errhint("Use a contract address: 0x followed by 40 hexadecimal digits.")));
 			break;
 	}
-
-	/* Options that weaken security are for superusers only (as postgres_fdw). */
-	if (strcmp(def->defname, "ca_file") == 0 && !superuser())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("only superuser can set option \"ca_file\"")));
-	if (strcmp(def->defname, "verify_tls") == 0 && !defGetBoolean(def) &&
-		!superuser())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("only superuser can set option \"verify_tls\" to false")));
 }
 
 static bool
@@ -439,16 +566,12 @@ dalp_fdw_validator(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* A server option's value into conf; other options are ignored. */
+/* A value of opt, checked when it was set, into its field of conf. */
 static void
-apply_server_option(DefElem *def, DalpConnConfig *conf)
+apply_option(const DalpOption *opt, DefElem *def, DalpConnConfig *conf)
 {
-	const DalpOption *opt = find_option(def->defname, ForeignServerRelationId);
-	char	   *field;
+	char	   *field = (char *) conf + opt->conf_offset;
 
-	if (opt == NULL)
-		return;
-	field = (char *) conf + opt->conf_offset;
 	switch (opt->kind)
 	{
 		case DALP_OPT_URL:
@@ -483,6 +606,84 @@ apply_server_option(DefElem *def, DalpConnConfig *conf)
 	}
 }
 
+/* The options given in a catalog (IN_*) that have a field in conf. */
+static void
+apply_options(List *options, int where, DalpConnConfig *conf)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		const DalpOption *opt = find_option(def->defname, where);
+
+		if (opt != NULL && opt->conf_offset >= 0)
+			apply_option(opt, def, conf);
+	}
+}
+
+/* Every row's default, read as the same value given in OPTIONS would be. */
+static void
+apply_defaults(DalpConnConfig *conf)
+{
+	for (int i = 0; i < lengthof(valid_options); i++)
+	{
+		const DalpOption *opt = &valid_options[i];
+
+		if (opt->default_value != NULL && opt->conf_offset >= 0)
+			apply_option(opt,
+						 makeDefElem((char *) opt->name,
+									 (Node *) makeString((char *) opt->default_value),
+									 -1),
+						 conf);
+	}
+}
+
+/*
+ * A row that lands in a field other than text needs a default: without
+ * one, a connection would get a zero no one chose.  Checked when the
+ * library loads, so that such a row fails every test.
+ */
+static void
+check_option_rows(void)
+{
+	for (int i = 0; i < lengthof(valid_options); i++)
+	{
+		const DalpOption *opt = &valid_options[i];
+
+		if (opt->conf_offset >= 0 && opt->default_value == NULL &&
+			opt->kind != DALP_OPT_URL && opt->kind != DALP_OPT_TEXT &&
+			opt->kind != DALP_OPT_SECRET)
+			elog(ERROR, "dalp_fdw option \"%s\" has no default", opt->name);
+	}
+}
+
+/*
+ * conf for a request, in CurrentMemoryContext: its text copied, so that it
+ * lives as long as the context, but not the key (a request keeps that in
+ * its headers only, which are wiped when freed).
+ */
+void
+dalp_conn_config_copy(DalpConnConfig *dst, const DalpConnConfig *src)
+{
+	*dst = *src;
+	dst->server_name = pstrdup(src->server_name);
+	for (int i = 0; i < lengthof(valid_options); i++)
+	{
+		const DalpOption *opt = &valid_options[i];
+		char	  **text;
+
+		if (opt->conf_offset < 0)
+			continue;
+		text = (char **) ((char *) dst + opt->conf_offset);
+		if (opt->kind == DALP_OPT_SECRET)
+			*text = NULL;
+		else if ((opt->kind == DALP_OPT_URL || opt->kind == DALP_OPT_TEXT) &&
+				 *text != NULL)
+			*text = pstrdup(*text);
+	}
+}
+
 /*
  * An option that the validator would refuse, stored by a version that did
  * not check it: refused when used, before any request.  The value is not
@@ -506,31 +707,12 @@ void
 dalp_get_server_config(Oid serverid, DalpConnConfig *conf)
 {
 	ForeignServer *server = GetForeignServer(serverid);
-	ListCell   *lc;
 
 	memset(conf, 0, sizeof(*conf));
 	conf->serverid = serverid;
 	conf->server_name = server->servername;
-	conf->page_size = DALP_MAX_PAGE_SIZE;
-	conf->concurrency = 4;
-	conf->connect_timeout_ms = 5000;
-	conf->timeout_ms = 30000;
-	conf->max_retries = 5;
-	conf->retry_base_ms = 200;
-	conf->retry_after_max_ms = 60000;
-	conf->rate_limit_per_minute = 10000;
-	conf->verify_tls = true;
-	conf->compression = true;
-	/* a 200-event page is about 150 kB: room for pages 25 times as large */
-	conf->max_response_bytes = 4 * 1024 * 1024;
-	conf->fdw_startup_cost = 100.0;
-	conf->fdw_request_cost = 50.0;
-	conf->fdw_tuple_cost = 0.01;
-	conf->ledger_rereads = 3;
-	conf->on_ledger_change = DALP_ON_LEDGER_CHANGE_ERROR;
-
-	foreach(lc, server->options)
-		apply_server_option((DefElem *) lfirst(lc), conf);
+	apply_defaults(conf);
+	apply_options(server->options, IN_SERVER, conf);
 	if (conf->base_url != NULL && has_control_char(conf->base_url))
 		refuse_stored_option("base_url",
 							 psprintf("DALP server \"%s\"", conf->server_name),
@@ -560,15 +742,51 @@ find_user_mapping(Oid userid, Oid serverid)
 	return umid;
 }
 
+/*
+ * The role whose user mapping a scan reads the API with: the one the
+ * table's permissions are checked as (a view's owner, for a table read
+ * through the view), else the current user.  Planning passes root and
+ * baserel, execution the scan's node.  The one place that knows where
+ * PostgreSQL keeps it: up to 15 the range table entry's checkAsUser; from
+ * 16 (RTEPermissionInfo) RelOptInfo.userid and ForeignScan.checkAsUser.
+ */
+Oid
+dalp_scan_userid(PlannerInfo *root, RelOptInfo *baserel,
+				 ForeignScanState *node)
+{
+	Oid			checkas;
+
+#if PG_VERSION_NUM >= 160000
+	if (node != NULL)
+		checkas = ((ForeignScan *) node->ss.ps.plan)->checkAsUser;
+	else
+		checkas = baserel->userid;
+#else
+	RangeTblEntry *rte;
+
+	if (node != NULL)
+	{
+		ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+		int			rtindex = fsplan->scan.scanrelid;
+
+		/* a join or upper-relation scan has no scanrelid: use a base relation's */
+		if (rtindex == 0)
+			rtindex = bms_next_member(fsplan->fs_relids, -1);
+		rte = exec_rt_fetch(rtindex, node->ss.ps.state);
+	}
+	else
+		rte = planner_rt_fetch(baserel->relid, root);
+	checkas = rte->checkAsUser;
+#endif
+	return OidIsValid(checkas) ? checkas : GetUserId();
+}
+
 /* See dalp_fdw.h; set by ledger.c only. */
 DalpMappingOverride dalp_mapping_override = {InvalidOid, InvalidOid};
 
 void
 dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf)
 {
-	UserMapping *um;
-	ListCell   *lc;
-
 	if (OidIsValid(dalp_mapping_override.caller) &&
 		userid == dalp_mapping_override.owner)
 		userid = dalp_mapping_override.caller;
@@ -583,14 +801,7 @@ dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf)
 				 errhint("Run: CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (api_key 'sm_dalp_...');",
 						 quote_identifier(conf->server_name))));
 
-	um = GetUserMapping(userid, serverid);
-	foreach(lc, um->options)
-	{
-		DefElem    *def = (DefElem *) lfirst(lc);
-
-		if (strcmp(def->defname, "api_key") == 0)
-			conf->api_key = defGetString(def);
-	}
+	apply_options(GetUserMapping(userid, serverid)->options, IN_MAPPING, conf);
 	if (conf->api_key != NULL && has_control_char(conf->api_key))
 		refuse_stored_option("api_key",
 							 psprintf("the user mapping for role \"%s\" on DALP server \"%s\"",
@@ -622,13 +833,7 @@ dalp_table_resource(Oid foreigntableid, char **token_address)
 		if (strcmp(def->defname, "resource") == 0)
 			res = dalp_resource_lookup(defGetString(def));
 		else if (strcmp(def->defname, "token_address") == 0)
-		{
-			char	   *addr = pstrdup(defGetString(def));
-
-			for (char *p = addr; *p; p++)
-				*p = pg_tolower((unsigned char) *p);
-			*token_address = addr;
-		}
+			*token_address = lower_address(defGetString(def));
 	}
 	if (res == NULL)
 		ereport(ERROR,
@@ -643,10 +848,7 @@ dalp_table_resource(Oid foreigntableid, char **token_address)
 void
 dalp_apply_table_options(Oid foreigntableid, DalpConnConfig *conf)
 {
-	ListCell   *lc;
-
-	foreach(lc, GetForeignTable(foreigntableid)->options)
-		apply_server_option((DefElem *) lfirst(lc), conf);
+	apply_options(GetForeignTable(foreigntableid)->options, IN_TABLE, conf);
 }
 
 /* The column's json_path option, or NULL. */
@@ -666,6 +868,54 @@ dalp_column_json_path(Oid relid, AttrNumber attnum)
 	return NULL;
 }
 
+#define CATALOG_OPTION_COLS 8
+
+/*
+ * dalp_fdw.catalog_options(): the option rows, as the validator and the
+ * connection settings read them.
+ */
+PG_FUNCTION_INFO_V1(dalp_fdw_catalog_options);
+
+Datum
+dalp_fdw_catalog_options(PG_FUNCTION_ARGS)
+{
+	static const char *const where_names[] = {"server", "table",
+	"user mapping", "column"};
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < lengthof(valid_options); i++)
+	{
+		const DalpOption *opt = &valid_options[i];
+		Datum		values[CATALOG_OPTION_COLS];
+		bool		nulls[CATALOG_OPTION_COLS] = {0};
+		Datum		where[lengthof(where_names)];
+		int			nwhere = 0;
+		bool		ranged = (opt->kind == DALP_OPT_INT ||
+							  opt->kind == DALP_OPT_BYTES);
+
+		for (int b = 0; b < lengthof(where_names); b++)
+			if (opt->where & (1 << b))
+				where[nwhere++] = CStringGetTextDatum(where_names[b]);
+		values[0] = CStringGetTextDatum(opt->name);
+		values[1] = CStringGetTextDatum(kind_names[opt->kind]);
+		values[2] = PointerGetDatum(construct_array(where, nwhere, TEXTOID, -1,
+													false, TYPALIGN_INT));
+		nulls[3] = opt->default_value == NULL;
+		values[3] = nulls[3] ? (Datum) 0 : CStringGetTextDatum(opt->default_value);
+		nulls[4] = nulls[5] = !ranged;
+		values[4] = Int32GetDatum(opt->min);
+		values[5] = Int32GetDatum(opt->max);
+		nulls[6] = opt->choices == NULL;
+		values[6] = nulls[6] ? (Datum) 0 : CStringGetTextDatum(opt->choices);
+		nulls[7] = opt->superuser == SU_ANYONE;
+		values[7] = nulls[7] ? (Datum) 0 :
+			CStringGetTextDatum(superuser_rule_names[opt->superuser]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
 void
 _PG_init(void)
 {
@@ -678,5 +928,6 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("dalp_fdw");
+	check_option_rows();
 	dalp_shared_register();
 }

@@ -567,15 +567,7 @@ dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 
 	baserel->fdw_private = info;
 	info->relid = foreigntableid;
-#if PG_VERSION_NUM >= 160000
-	info->userid = OidIsValid(baserel->userid) ? baserel->userid : GetUserId();
-#else
-	{
-		RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
-
-		info->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-	}
-#endif
+	info->userid = dalp_scan_userid(root, baserel, NULL);
 	info->res = dalp_table_resource(foreigntableid, &info->table_token);
 	dalp_get_server_config(table->serverid, &info->conf);
 	dalp_apply_table_options(foreigntableid, &info->conf);

@@ -245,19 +245,16 @@ typedef enum ValueVerdict
 } ValueVerdict;
 
 /*
- * Can a value of an address or hash column match DALP's data, which holds
- * "0x" followed by lowercase hexadecimal digits?  (The API compares such
- * columns ignoring case, and would reject a malformed one.)
+ * Can a value of an address or hash column match DALP's data?  The token
+ * column holds token addresses, the others addresses or transaction
+ * hashes, as dalp_is_hex_id says.  (The API compares such columns ignoring
+ * case, and would reject a malformed one.)
  */
 static bool
-is_dalp_hex(const char *s)
+can_match_dalp_hex(const DalpColumnDef *col, const char *s)
 {
-	if (s[0] != '0' || s[1] != 'x' || s[2] == '\0')
-		return false;
-	for (s += 2; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-			return false;
-	return true;
+	return dalp_is_hex_id(s, DALP_ADDRESS_DIGITS) ||
+		(col->kind != DALP_VALUE_TOKEN && dalp_is_hex_id(s, DALP_HASH_DIGITS));
 }
 
 /*
@@ -344,7 +341,8 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 				continue;
 			}
 			text = dalp_value_to_api_text(elems[i], typid);
-			if (cond->column->case_insensitive && !is_dalp_hex(text))
+			if (cond->column->case_insensitive &&
+				!can_match_dalp_hex(cond->column, text))
 			{
 				(*dropped_malformed)++;
 				continue;
@@ -371,7 +369,8 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 			return v;
 	}
 	*texts = list_make1(makeString(dalp_value_to_api_text(value, typid)));
-	if (cond->column->case_insensitive && !is_dalp_hex(strVal(linitial(*texts))))
+	if (cond->column->case_insensitive &&
+		!can_match_dalp_hex(cond->column, strVal(linitial(*texts))))
 	{
 		(*dropped_malformed)++;
 		return opdef->negated ? VALUE_ALWAYS : VALUE_NEVER;
@@ -920,20 +919,7 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 	Oid			userid = InvalidOid;
 
 	if (!explain_only)
-	{
-#if PG_VERSION_NUM >= 160000
-		userid = OidIsValid(fsplan->checkAsUser) ? fsplan->checkAsUser : GetUserId();
-#else
-		RangeTblEntry *rte;
-		int			rtindex = fsplan->scan.scanrelid;
-
-		/* a join or upper-relation scan has no scanrelid: use a base relation's */
-		if (rtindex == 0)
-			rtindex = bms_next_member(fsplan->fs_relids, -1);
-		rte = exec_rt_fetch(rtindex, node->ss.ps.state);
-		userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-#endif
-	}
+		userid = dalp_scan_userid(NULL, NULL, node);
 
 	/* a join: the outer table's condition values come first */
 	if (outer != NIL)
@@ -1686,7 +1672,7 @@ read_outer(ForeignScanState *node, DalpScanState *st)
 			group = palloc0(sizeof(JoinGroup));
 			group->token = token;
 			st->groups = lappend(st->groups, group);
-			if (is_dalp_hex(token))
+			if (dalp_is_hex_id(token, DALP_ADDRESS_DIGITS))
 				tokens = lappend(tokens, makeString(token));
 		}
 		group->rows++;
