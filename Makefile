@@ -37,6 +37,7 @@ REGRESS = \
 	json_path \
 	ledger_security \
 	mirror \
+	option_rows \
 	options \
 	pagination \
 	pushdown \

@@ -131,7 +131,7 @@ static const DalpColumnDef event_columns[] = {
 		.sort = "blockTimestamp"},
 	{.name = "transaction_hash", .typid = TEXTOID, .kind = DALP_VALUE_PATH,
 		.json_path = "transactionHash", .filter = "transactionHash",
-		.ops = DALP_OP_EQ, .case_insensitive = true},
+		.ops = DALP_OP_EQ, .case_insensitive = true, .is_hash = true},
 	{.name = "tx_index", .typid = INT4OID, .kind = DALP_VALUE_PATH,
 		.json_path = "txIndex"},
 	{.name = "emitter", .typid = TEXTOID, .kind = DALP_VALUE_PATH,

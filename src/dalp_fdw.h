@@ -124,6 +124,8 @@ typedef struct DalpColumnDef
 	bool		case_insensitive;	/* the API compares it ignoring case
 									 * (addresses, hashes) */
 	bool		facet;			/* meta.facets counts it */
+	bool		is_hash;		/* case_insensitive: a transaction hash, not
+								 * an address (see dalp_is_hex_id) */
 } DalpColumnDef;
 
 typedef struct DalpResourceDef

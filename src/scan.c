@@ -245,16 +245,14 @@ typedef enum ValueVerdict
 } ValueVerdict;
 
 /*
- * Can a value of an address or hash column match DALP's data?  The token
- * column holds token addresses, the others addresses or transaction
- * hashes, as dalp_is_hex_id says.  (The API compares such columns ignoring
- * case, and would reject a malformed one.)
+ * Can a value of an address or hash column match DALP's data, as
+ * dalp_is_hex_id says?  (The API compares such columns ignoring case, and
+ * rejects a malformed value.)
  */
 static bool
 can_match_dalp_hex(const DalpColumnDef *col, const char *s)
 {
-	return dalp_is_hex_id(s, DALP_ADDRESS_DIGITS) ||
-		(col->kind != DALP_VALUE_TOKEN && dalp_is_hex_id(s, DALP_HASH_DIGITS));
+	return dalp_is_hex_id(s, col->is_hash ? DALP_HASH_DIGITS : DALP_ADDRESS_DIGITS);
 }
 
 /*

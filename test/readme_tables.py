@@ -5,6 +5,9 @@ readme_tables: README.md's list of foreign tables, rendered from the catalog.
 The block between `<!-- tables: ... -->` and `<!-- /tables -->` in README.md
 is generated from dalp_fdw.catalog_resources() and dalp_fdw.catalog_columns()
 (src/catalog.c), so the documentation says what the code plans and decodes.
+README.md's option list ("## Options") is written by hand: --check also
+compares its options, where they are accepted and their defaults with
+dalp_fdw.catalog_options() (src/options.c).
 
   readme_tables.py            print the block
   readme_tables.py --check    exit 1, showing a diff, if README.md differs
@@ -33,7 +36,8 @@ SELECT json_build_object(
                   FROM dalp_fdw.catalog_resources() WITH ORDINALITY AS r),
   'columns', (SELECT json_agg(c ORDER BY c.ordinality)
                 FROM (SELECT c.*, quote_ident(c.column_name) AS sql_name
-                        FROM dalp_fdw.catalog_columns() WITH ORDINALITY AS c) c))
+                        FROM dalp_fdw.catalog_columns() WITH ORDINALITY AS c) c),
+  'options', (SELECT json_agg(o) FROM dalp_fdw.catalog_options() o))
 """
 
 # PostgreSQL's type names as the README writes them; text is left unsaid
@@ -156,6 +160,60 @@ def render(catalog):
     return "\n".join(lines) + "\n"
 
 
+# README's words for where an option goes, and for having no default
+README_WHERE = {"server": "server", "table": "table", "foreign table": "table",
+                "user mapping": "user mapping", "column": "column"}
+NO_DEFAULT = {"required", "none", "system store", "by name"}
+
+
+def readme_options(text):
+    """{option: (set of where, default text)} from the "## Options" table;
+    a row may name several options, with one default each or one for all."""
+    m = re.search(r"^## Options\n(.*?)(?=^## )", text, re.M | re.S)
+    if not m:
+        sys.exit("readme_tables: README.md has no '## Options' section")
+    options = {}
+    for line in m.group(1).splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or len(cells) < 4 or cells[0] in ("where", "---"):
+            continue
+        names = re.findall(r"`([a-z_]+)`", cells[1])
+        defaults = [d.strip().strip("`") for d in cells[2].split(", ")]
+        if len(defaults) == 1:
+            defaults *= len(names)
+        if len(defaults) != len(names):
+            sys.exit("readme_tables: README.md's option row '%s' gives %d defaults for %d options"
+                     % (cells[1], len(defaults), len(names)))
+        where = {README_WHERE.get(w.strip(), w.strip()) for w in cells[0].split(",")}
+        for name, default in zip(names, defaults):
+            if name in options:
+                sys.exit("readme_tables: README.md lists option %s twice" % name)
+            options[name] = (where, default)
+    return options
+
+
+def option_problems(text, catalog):
+    """What README.md's option list says otherwise than the option rows."""
+    listed = readme_options(text)
+    problems = []
+    for o in catalog["options"]:
+        name = o["option"]
+        if name not in listed:
+            problems.append("option %s is missing" % name)
+            continue
+        where, default = listed.pop(name)
+        if where != set(o["accepted_in"]):
+            problems.append("option %s: README says %s, the code accepts it in %s"
+                            % (name, ", ".join(sorted(where)), ", ".join(o["accepted_in"])))
+        if o["default_value"] is None and default not in NO_DEFAULT:
+            problems.append("option %s: README gives default %s, the code none" % (name, default))
+        elif o["default_value"] is not None and default != o["default_value"]:
+            problems.append("option %s: README gives default %s, the code %s"
+                            % (name, default, o["default_value"]))
+    problems += ["option %s is no option of the code" % name for name in listed]
+    return problems
+
+
 def split_readme(text):
     begins = list(BEGIN_RE.finditer(text))
     if len(begins) != 1 or text.count(END) != 1:
@@ -176,7 +234,8 @@ def main():
     ap.add_argument("--readme", default=README, help="default: the repository's README.md")
     a = ap.parse_args()
 
-    block = render(read_catalog())
+    catalog = read_catalog()
+    block = render(catalog)
     if not (a.check or a.write):
         sys.stdout.write(block)
         return
@@ -193,6 +252,10 @@ def main():
                                                    "README.md (tables block)", "from the catalog"))
         sys.exit("readme_tables: README.md's table list differs from the catalog; "
                  "run test/readme_tables.py --write")
+    problems = option_problems(text, catalog)
+    if problems:
+        sys.exit("readme_tables: README.md's option list differs from src/options.c:\n  "
+                 + "\n  ".join(problems))
 
 
 if __name__ == "__main__":
