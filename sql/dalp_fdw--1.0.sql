@@ -670,7 +670,8 @@ COMMENT ON FUNCTION indexer_ready(name, bigint) IS
     'dalp_fdw: indexer healthy or degraded, not reindexing, at most max_sync_lag blocks behind';
 
 -- A token address argument, lowercased (DALP's addresses are lowercase),
--- or an error naming the argument.
+-- or an error naming the argument.  The rule is the C side's
+-- (dalp_is_hex_id in src/options.c); sql/option_rows.sql shows both.
 CREATE FUNCTION token_address_arg(token_address text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp

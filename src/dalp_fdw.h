@@ -189,7 +189,11 @@ typedef enum DalpOnLedgerChange
 	DALP_ON_LEDGER_CHANGE_WARNING
 } DalpOnLedgerChange;
 
-/* Everything one HTTP request needs, resolved from server + user mapping. */
+/*
+ * Everything one HTTP request needs, resolved from server + user mapping
+ * (+ a table's overrides).  The option fields are set from their rows in
+ * options.c's valid_options, defaults included; a request keeps a copy.
+ */
 typedef struct DalpConnConfig
 {
 	Oid			serverid;

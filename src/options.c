@@ -245,7 +245,7 @@ valid_option_names(Oid context)
 bool
 dalp_is_hex_id(const char *s, int ndigits)
 {
-	if (strlen(s) != 2 + ndigits || s[0] != '0' || s[1] != 'x')
+	if (strlen(s) != (size_t) (2 + ndigits) || s[0] != '0' || s[1] != 'x')
 		return false;
 	for (s += 2; *s; s++)
 		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
