@@ -381,18 +381,14 @@ check_superuser_rule(DefElem *def, const DalpOption *opt)
 		case SU_ANYONE:
 			break;
 		case SU_ALWAYS:
-			if (!superuser())
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("only superuser can set option \"%s\"",
-								opt->name)));
-			break;
 		case SU_TO_FALSE:
-			if (!defGetBoolean(def) && !superuser())
+			if ((opt->superuser == SU_ALWAYS || !defGetBoolean(def)) &&
+				!superuser())
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("only superuser can set option \"%s\" to false",
-								opt->name)));
+						 errmsg("only superuser can set option \"%s\"%s",
+								opt->name,
+								opt->superuser == SU_TO_FALSE ? " to false" : "")));
 			break;
 		case SU_PLAIN_HTTP:
 			/* plain http sends the key in clear */
