@@ -13,6 +13,7 @@ SELECT l->'query'->>'page[limit]' AS page_limit, count(*) > 0 AS requests,
        l->'query'->>'page[limit]' = (SELECT default_value FROM dalp_fdw.catalog_options()
                                       WHERE option = 'page_size') AS is_default
   FROM pg_temp.sim('log') s(line), jsonb_array_elements(s.line::jsonb) l
+ WHERE l->>'path' LIKE '%/holders'  -- its pages (its change marker asks for 1 event)
  GROUP BY 1;
 
 -- One rule for an address: "0x" and 40 hexadecimal digits, in lowercase as

@@ -246,5 +246,6 @@ SELECT pg_temp.sim_requests() AS requests;
 SET dalp_fdw.pushdown = off;
 SELECT count(*) AS lines FROM pg_temp.sim('clear');
 SELECT account = :'multi' AS is_multi FROM dalp.holders WHERE token_address = :'acb' AND account = :'multi';
-SELECT DISTINCT path FROM pg_temp.sim_log();
+-- the token's holders, read between change markers (its newest event)
+SELECT DISTINCT path FROM pg_temp.sim_log() ORDER BY 1;
 RESET dalp_fdw.pushdown;

@@ -143,6 +143,9 @@ typedef struct DalpScanState
 	bool		may_repeat;		/* the page's next item may be a repeat */
 
 	/* a stream read whole between two markers (hold_stream) */
+	bool		marker_first;	/* the marker is read before the first page */
+	bool		repeated;		/* rescanned: read once per outer row, a
+								 * fan-out one token at a time */
 	Tuplestorestate *held;		/* its rows not yet returned, or NULL */
 	TupleTableSlot *held_slot;	/* reads them back */
 
@@ -1018,26 +1021,45 @@ report_page(DalpScanState *st, bool first, bool one_page, int64 from,
 	dalp_activity_page(expected);
 }
 
+/*
+ * Does this execution read one token alone?  Not a fan-out (an IN list, a
+ * join, every token listed, a nested loop's inner side read once per
+ * outer row), where a change marker read before each token's first page
+ * would double the rounds of requests for tokens of one page.
+ */
+static bool
+reads_one_token(const DalpScanState *st)
+{
+	return st->nstreams == 1 && st->streams[0].token != NULL &&
+		st->outer == NULL && !st->repeated;
+}
+
 typedef void (*PageCallback) (DalpScanState *st, void *arg);
 
 /*
  * Read a whole collection page by page, one request at a time, giving each
  * page to per_page, which gathers into *arg (arg_size bytes that start out
- * zero: 0, NIL, an empty DalpCounts).  A collection with a change marker that spans several
- * pages is read again between two markers, as hold_stream does, and *arg
- * is zeroed before each read.
+ * zero: 0, NIL, an empty DalpCounts).  A collection with a change marker
+ * that spans several pages is read between two markers, as hold_stream
+ * does, and *arg is zeroed before each read: with marker_first (one token
+ * read alone) the first marker is answered before page 1 is sent; else
+ * page 1 goes first, alone, and only if it shows more pages is the marker
+ * read and the collection read again.
  */
 static void
 read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
-			   const char *sort, const char *filters, PageCallback per_page,
-			   void *arg, size_t arg_size)
+			   const char *sort, const char *filters, bool marker_first,
+			   PageCallback per_page, void *arg, size_t arg_size)
 {
 	char	   *before = NULL;
 	int			reads = 0;
 
+	if (res->marker && marker_first)
+		before = fetch_marker(st, res, token);
 	for (;;)
 	{
 		int64		offset = 0;
+		int			pages = 0;
 		bool		last = false;
 
 		while (!last)
@@ -1057,8 +1079,10 @@ read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 			report_page(st, offset == 0, false, 0, -1);
 			per_page(st, arg);
 			offset += st->page.nitems;
+			pages++;
 		}
-		if (before == NULL ||
+		/* one page is one answer, so one state of the ledger */
+		if (before == NULL || pages == 1 ||
 			ledger_held_still(st, res, token, &before,
 							  fetch_marker(st, res, token), &reads))
 			break;
@@ -1103,7 +1127,7 @@ list_all_tokens(DalpScanState *st)
 	listing_cxt = AllocSetContextCreate(st->exec_cxt, "dalp_fdw token listing",
 										ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(listing_cxt);
-	read_all_pages(st, tokens_res, NULL, tokens_res->scan_sort, NULL,
+	read_all_pages(st, tokens_res, NULL, tokens_res->scan_sort, NULL, false,
 				   collect_token_ids, &ids, sizeof(DalpCounts));
 	MemoryContextSwitchTo(st->scan_cxt);
 	foreach(lc, ids.entries)
@@ -1133,6 +1157,12 @@ eval_row_count(ExprState *state, ExprContext *econtext, const char *what,
 						 : ERRCODE_INVALID_ROW_COUNT_IN_RESULT_OFFSET_CLAUSE),
 				 errmsg("%s must not be negative", what)));
 	return n;
+}
+
+static bool
+stream_is_single(const DalpScanState *st)
+{
+	return st->item_key != NULL || !st->res->is_collection;
 }
 
 /*
@@ -1214,13 +1244,16 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 	 * where every row is wanted it opens whole at once.
 	 */
 	st->window = st->every_row ? st->conf.concurrency : 1;
-	return st->nstreams > 0;
-}
 
-static bool
-stream_is_single(const DalpScanState *st)
-{
-	return st->item_key != NULL || !st->res->is_collection;
+	/*
+	 * One token read alone whose rows may span pages: its marker goes before
+	 * page 1 (hold_stream), so that page 1 need not be read twice.
+	 */
+	st->marker_first = st->res->marker != NULL && st->mode == DALP_MODE_ROWS &&
+		reads_one_token(st) && !stream_is_single(st) &&
+		(st->streams[0].end < 0 ||
+		 st->streams[0].end - st->offset > st->conf.page_size);
+	return st->nstreams > 0;
 }
 
 /* Rows a page at this offset of the stream should ask for. */
@@ -1470,10 +1503,11 @@ next_page(DalpScanState *st)
 		 * prefetched; whether a page is the last is still decided by that
 		 * page itself, as the collection may grow meanwhile.  With the
 		 * window open, they leave before this page's rows are returned
-		 * (unless the stream is to be read again between change markers).
+		 * (unless the stream is to be read again between change markers:
+		 * it has one and is not read between them yet).
 		 */
 		stream->extent = st->page.total;
-		if (st->every_row && st->res->marker == NULL)
+		if (st->every_row && (st->res->marker == NULL || st->held != NULL))
 			fill_pipeline(st);
 	}
 	if (st->id_paths != NIL && !single)
@@ -1510,20 +1544,27 @@ store_item(DalpScanState *st, TupleTableSlot *slot, int index)
 }
 
 /*
- * The current stream goes on beyond its first page, just read, and its
- * resource has a change marker: its items may move between pages while
- * they are read (holders, sorted by balance, as transfers settle), so that
- * one is read twice and another not at all.  Read the stream whole again
- * between two markers, holding its rows, until the markers agree (or
- * ledger_rereads is spent); its rows are then returned from the hold.  The
- * first page is read on its own so that a collection of one page, one
- * answer of the API and so one state of the ledger, costs nothing more.
+ * The current stream's resource has a change marker: its items may move
+ * between pages while they are read (holders, sorted by balance, as
+ * transfers settle), so that one is read twice and another not at all.
+ * Read the stream whole between two markers, holding its rows, until the
+ * markers agree (or ledger_rereads is spent); its rows are then returned
+ * from the hold.  A stream of one page, one answer of the API and so one
+ * state of the ledger, needs no marker after it.
+ *
+ * Requests on separate connections are served in no known order, so the
+ * first marker is answered before the stream's pages are sent.  Where one
+ * token is read alone (marker_first), that is before its page 1: a stream
+ * of n pages costs n + 2 requests.  In a fan-out, each token's page 1 is
+ * read first, alone, so that the many tokens of one page cost nothing
+ * more; this is called after it when it shows more pages, and the stream
+ * is read again from page 1 (n + 3).
  */
 static void
 hold_stream(DalpScanState *st, TupleTableSlot *slot)
 {
 	DalpStream *stream = &st->streams[st->cur_stream];
-	int64		extent = st->page.total;
+	int64		extent = stream->started ? st->page.total : -1;
 	char	   *before;
 	int			reads = 0;
 	MemoryContext old;
@@ -1539,12 +1580,15 @@ hold_stream(DalpScanState *st, TupleTableSlot *slot)
 	MemoryContextSwitchTo(old);
 	for (;;)
 	{
+		int			pages = 0;
+
 		stream->started = stream->finished = false;
 		stream->next_offset = st->offset;
 		stream->extent = extent;
 		do
 		{
 			next_page(st);
+			pages++;
 			for (int i = 0; i < st->page.nitems; i++)
 			{
 				if (seen_on_previous_page(st, i))
@@ -1553,7 +1597,9 @@ hold_stream(DalpScanState *st, TupleTableSlot *slot)
 				tuplestore_puttupleslot(st->held, slot);
 			}
 		} while (!stream->finished);
-		if (ledger_held_still(st, st->res, stream->token, &before,
+		extent = stream->extent;
+		if (pages == 1 ||
+			ledger_held_still(st, st->res, stream->token, &before,
 							  fetch_marker(st, st->res, stream->token), &reads))
 			break;
 		tuplestore_clear(st->held);
@@ -1615,7 +1661,9 @@ iterate_rows(DalpScanState *st, TupleTableSlot *slot)
 			store_item(st, slot, index);
 			return return_row(st, slot);
 		}
-		if (!next_page(st))
+		if (st->marker_first && !st->streams[st->cur_stream].started)
+			hold_stream(st, slot);
+		else if (!next_page(st))
 			st->exhausted = true;
 		else if (st->res->marker && st->page_offset == st->offset &&
 				 !st->streams[st->cur_stream].finished)
@@ -1799,7 +1847,7 @@ count_by_paging(DalpScanState *st, int stream_index)
 	int64		n = 0;
 
 	read_all_pages(st, st->res, stream->token, NULL, stream->filters,
-				   add_page_items, &n, sizeof(n));
+				   reads_one_token(st), add_page_items, &n, sizeof(n));
 	return n;
 }
 
@@ -1881,7 +1929,8 @@ sum_facets(DalpScanState *st)
 			st->page.total != 0)
 		{
 			read_all_pages(st, st->res, stream->token, NULL, stream->filters,
-						   count_facet_values, &counted, sizeof(DalpCounts));
+						   reads_one_token(st), count_facet_values, &counted,
+						   sizeof(DalpCounts));
 			listed = counted.entries;
 		}
 		MemoryContextSwitchTo(old);
@@ -2038,7 +2087,10 @@ reset_execution(DalpScanState *st)
 static void
 dalp_rescan_foreign_scan(ForeignScanState *node)
 {
-	reset_execution((DalpScanState *) node->fdw_state);
+	DalpScanState *st = (DalpScanState *) node->fdw_state;
+
+	reset_execution(st);
+	st->repeated = true;
 }
 
 static void

@@ -3,10 +3,12 @@
 # own whose mover commits transfers between the pages of a scan (reorder a
 # holder up the list, a holder leaving, a new one joining: test/dalp_sim.py,
 # class Mover), with pages of 20 holders:
-#   - the cost, from the request log: a token whose holders fit one page is
-#     one request; one of several pages is its first page, the marker (its
-#     newest event), every page again and the marker; an item lookup and a
-#     count(*) from meta.total are one request each;
+#   - the cost, from the request log, of a token read alone: the marker (its
+#     newest event), answered before page 1 is sent, then its pages, then,
+#     if there were several, the marker again (1 + 1 for one page, n + 2 for
+#     n); an item lookup and a count(*) from meta.total are one request each;
+#     in a fan-out, a token of one page is one request, one of several its
+#     first page, the marker, every page again and the marker (n + 3);
 #   - LEDGER_RUNS (default 200) reads with up to 3 changes injected at random
 #     pages: a token's holders, every token's (a fan-out), and count(*)
 #     counted by paging (a server without meta.total).  Each result must be
@@ -46,6 +48,8 @@ for e in json.load(sys.stdin):
     print(p + ("?sort=" + q["sort"] if "sort" in q else "") +
           ("?offset=" + q["page[offset]"] if "page[offset]" in q else ""))' "$1" | tr '\n' ' '
 }
+# the same, for that token only
+token_paths() { sim_paths "$1" | tr ' ' '\n' | grep -F '<t>' | tr '\n' ' '; }
 
 dalp_psql -q <<SQL
 SET client_min_messages = warning;
@@ -65,24 +69,37 @@ while IFS='|' read -r symbol address; do tok[$symbol]=$address; done < <(
 acb=${tok[ACB30]}
 
 ## what it costs
+marker="/api/v2/tokens/<t>/events?sort=-blockTimestamp"
 simctl clear >/dev/null
 sess_run "SELECT count(account) FROM lg.holders WHERE token_address = '${tok[PN26]}';"
-[[ $(sim_paths "${tok[PN26]}") == "/api/v2/tokens/<t>/holders " ]] ||
-  dalp_die "one page of holders: expected one request, the simulator saw: $(sim_paths "${tok[PN26]}")"
+[[ $(sim_paths "${tok[PN26]}") == "$marker /api/v2/tokens/<t>/holders " ]] ||
+  dalp_die "one page of holders: expected the marker, then the page; the simulator saw: $(sim_paths "${tok[PN26]}")"
 simctl clear >/dev/null
 sess_run "SELECT count(account) FROM lg.holders WHERE token_address = '$acb';"
 pages=$(((SESS_OUT + 19) / 20))
 ((pages > 2)) || dalp_die "ACB30 has $SESS_OUT holders: too few pages to test"
-want="/api/v2/tokens/<t>/holders /api/v2/tokens/<t>/events?sort=-blockTimestamp /api/v2/tokens/<t>/holders "
-for ((p = 1; p < pages; p++)); do want+="/api/v2/tokens/<t>/holders?offset=$((p * 20)) "; done
-want+="/api/v2/tokens/<t>/events?sort=-blockTimestamp "
-read -r -a got <<<"$(sim_paths "$acb")"
-read -r -a wanted <<<"$want"
-# the reread's pages are in flight together: compare them as a set
-[[ ${got[*]:0:2} == "${wanted[*]:0:2}" && ${got[-1]} == "${wanted[-1]}" &&
-  $(printf '%s\n' "${got[@]}" | sort) == $(printf '%s\n' "${wanted[@]}" | sort) ]] ||
-  dalp_die "$pages pages of holders: expected $want; the simulator saw: ${got[*]}"
-dalp_log "$pages pages of holders: $((pages + 3)) requests (page 1, marker, $pages pages, marker)"
+# $1: the requests before page 1; the pages are in flight together: compare
+# them as a set, the marker before them and the one after exactly
+check_pages() {
+  local want="$1 /api/v2/tokens/<t>/holders " p got wanted
+  for ((p = 1; p < pages; p++)); do want+="/api/v2/tokens/<t>/holders?offset=$((p * 20)) "; done
+  want+="$marker "
+  read -r -a got <<<"$(token_paths "$acb")"
+  read -r -a wanted <<<"$want"
+  [[ ${got[*]:0:$2} == "${wanted[*]:0:$2}" && ${got[-1]} == "${wanted[-1]}" &&
+    $(printf '%s\n' "${got[@]}" | sort) == $(printf '%s\n' "${wanted[@]}" | sort) ]] ||
+    dalp_die "$pages pages of holders, $3: expected $want; the simulator saw: ${got[*]}"
+}
+check_pages "$marker" 1 "one token"
+dalp_log "$pages pages of holders: $((pages + 2)) requests (marker, $pages pages, marker)"
+# a fan-out (an IN list): page 1 of each token first, the one-page token's
+# only request
+simctl clear >/dev/null
+sess_run "SELECT count(account) FROM lg.holders WHERE token_address IN ('$acb', '${tok[PN26]}');"
+[[ $(token_paths "${tok[PN26]}") == "/api/v2/tokens/<t>/holders " ]] ||
+  dalp_die "one page of holders in a fan-out: expected one request, the simulator saw: $(token_paths "${tok[PN26]}")"
+check_pages "/api/v2/tokens/<t>/holders $marker" 2 "in a fan-out"
+dalp_log "$pages pages of holders in a fan-out: $((pages + 3)) requests (page 1, marker, $pages pages, marker)"
 holder=$(dalp_psql -tAc "SELECT account FROM lg.holders WHERE token_address = '$acb' LIMIT 1")
 simctl clear >/dev/null
 sess_run "SELECT count(*) FROM lg.holders WHERE token_address = '$acb';
@@ -146,8 +163,8 @@ sess_run "SELECT count(account) FROM lg.holders WHERE token_address = '$acb';"
 [[ $SESS_OUT == *"ERROR:  40001: DALP collection GET /api/v2/tokens/$acb/holders changed while it was read"* &&
   $SESS_OUT == *"each of 3 rereads"* ]] || dalp_die "a ledger that keeps moving: expected ERROR 40001, got: $SESS_OUT"
 n=$(simctl log --count)
-((n == 1 + 1 + 4 * (pages + 1))) ||
-  dalp_die "a ledger that keeps moving: expected $((2 + 4 * (pages + 1))) requests (page 1, then 4 reads each ending with a marker), saw $n"
+((n == 1 + 4 * (pages + 1))) ||
+  dalp_die "a ledger that keeps moving: expected $((1 + 4 * (pages + 1))) requests (the marker, then 4 reads each ending with a marker), saw $n"
 sess_run "ALTER FOREIGN TABLE lg.holders OPTIONS (ADD on_ledger_change 'warning', ADD ledger_rereads '1');
 SELECT count(account) FROM lg.holders WHERE token_address = '$acb';"
 [[ $SESS_OUT == *"WARNING:  01000: DALP collection GET /api/v2/tokens/$acb/holders changed while it was read; its rows may mix"* &&
