@@ -174,6 +174,8 @@ typedef struct DalpScanState
 } DalpScanState;
 
 static void fill_pipeline(DalpScanState *st);
+static void remember_page_ids(DalpScanState *st, bool first_page);
+static bool seen_on_previous_page(DalpScanState *st, int index);
 static List *read_outer(ForeignScanState *node, DalpScanState *st);
 
 static uint64 counts_seed = 0;
@@ -1034,7 +1036,8 @@ reads_one_token(const DalpScanState *st)
 		st->outer == NULL && !st->repeated;
 }
 
-typedef void (*PageCallback) (DalpScanState *st, void *arg);
+/* Gathers a page's items into arg, from first on (those before repeat the previous page's). */
+typedef void (*PageCallback) (DalpScanState *st, int first, void *arg);
 
 /*
  * Read a whole collection page by page, one request at a time, giving each
@@ -1044,7 +1047,8 @@ typedef void (*PageCallback) (DalpScanState *st, void *arg);
  * does, and *arg is zeroed before each read: with marker_first (one token
  * read alone) the first marker is answered before page 1 is sent; else
  * page 1 goes first, alone, and only if it shows more pages is the marker
- * read and the collection read again.
+ * read and the collection read again.  Items of the scan's own resource
+ * that a page repeats from the previous one are dropped, as in a scan.
  */
 static void
 read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
@@ -1053,6 +1057,7 @@ read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 {
 	char	   *before = NULL;
 	int			reads = 0;
+	bool		drop_repeats = (res == st->res && st->id_paths != NIL);
 
 	if (res->marker && marker_first)
 		before = fetch_marker(st, res, token);
@@ -1066,6 +1071,7 @@ read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 		{
 			char	   *path = build_path(res, token, NULL, sort, filters, offset,
 										  st->conf.page_size);
+			int			first = 0;
 
 			receive_page(st, res, path, NULL, NULL, false);
 			last = page_is_last(&st->page, offset, st->conf.page_size);
@@ -1077,7 +1083,13 @@ read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 				continue;
 			}
 			report_page(st, offset == 0, false, 0, -1);
-			per_page(st, arg);
+			if (drop_repeats)
+			{
+				remember_page_ids(st, offset == 0);
+				while (first < st->page.nitems && seen_on_previous_page(st, first))
+					first++;
+			}
+			per_page(st, first, arg);
 			offset += st->page.nitems;
 			pages++;
 		}
@@ -1093,12 +1105,12 @@ read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 }
 
 static void
-collect_token_ids(DalpScanState *st, void *arg)
+collect_token_ids(DalpScanState *st, int first, void *arg)
 {
 	DalpCounts *ids = (DalpCounts *) arg;
 	List	   *id_path = linitial(dalp_parse_json_path(dalp_token_listing()->id_field));
 
-	for (int i = 0; i < st->page.nitems; i++)
+	for (int i = first; i < st->page.nitems; i++)
 	{
 		const char *id = dalp_page_item_id(&st->page, i, id_path);
 
@@ -1403,13 +1415,17 @@ item_key(DalpScanState *st, int index)
 	return found ? buf.data : NULL;
 }
 
-/* Remember the ids of the page just read, to drop repeats on the next one. */
+/*
+ * Remember the ids of the page just read, to drop repeats on the next one;
+ * the page's own repeats are those of the previous page (none for a
+ * stream's first page).
+ */
 static void
-remember_page_ids(DalpScanState *st)
+remember_page_ids(DalpScanState *st, bool first_page)
 {
 	MemoryContext old;
 
-	st->prev_ids = st->cur_ids;
+	st->prev_ids = first_page ? NULL : st->cur_ids;
 	st->ids_current ^= 1;
 	MemoryContextReset(st->ids_cxt[st->ids_current]);
 	st->cur_ids = &st->ids[st->ids_current];
@@ -1424,6 +1440,7 @@ remember_page_ids(DalpScanState *st)
 			counts_add(st->cur_ids, id, 1);
 	}
 	MemoryContextSwitchTo(old);
+	st->may_repeat = st->prev_ids != NULL && st->prev_ids->entries != NIL;
 }
 
 /*
@@ -1511,13 +1528,7 @@ next_page(DalpScanState *st)
 			fill_pipeline(st);
 	}
 	if (st->id_paths != NIL && !single)
-	{
-		/* a stream's first page has no previous page */
-		if (offset == st->offset)
-			st->cur_ids = NULL;
-		remember_page_ids(st);
-		st->may_repeat = st->prev_ids != NULL && st->prev_ids->entries != NIL;
-	}
+		remember_page_ids(st, offset == st->offset);
 
 	/* the prefetch window grows with the pages the executor consumes */
 	st->window = Min(st->conf.concurrency, st->window + 1);
@@ -1834,9 +1845,9 @@ iterate_join(ForeignScanState *node, DalpScanState *st, TupleTableSlot *slot)
 }
 
 static void
-add_page_items(DalpScanState *st, void *arg)
+add_page_items(DalpScanState *st, int first, void *arg)
 {
-	*(int64 *) arg += st->page.nitems;
+	*(int64 *) arg += st->page.nitems - first;
 }
 
 /* The items of a stream counted by paging, when the API gives no total. */
@@ -1871,7 +1882,7 @@ count_streams(DalpScanState *st)
 
 /* Count the facet column's values on the current page into arg, a DalpCounts. */
 static void
-count_facet_values(DalpScanState *st, void *arg)
+count_facet_values(DalpScanState *st, int first, void *arg)
 {
 	DalpCounts *counts = (DalpCounts *) arg;
 	int			natts = list_length(st->attnums);
@@ -1880,7 +1891,7 @@ count_facet_values(DalpScanState *st, void *arg)
 	MemoryContext old;
 
 	Assert(st->nbindings == 1);
-	for (int i = 0; i < st->page.nitems; i++)
+	for (int i = first; i < st->page.nitems; i++)
 	{
 		char	   *value = NULL;
 
