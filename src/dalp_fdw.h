@@ -249,8 +249,6 @@ extern bool dalp_is_hex_id(const char *s, int ndigits);
 extern void _PG_init(void);
 
 extern void dalp_get_server_config(Oid serverid, DalpConnConfig *conf);
-extern Oid	dalp_scan_userid(PlannerInfo *root, RelOptInfo *baserel,
-							 ForeignScanState *node);
 extern void dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf);
 extern void dalp_conn_config_copy(DalpConnConfig *dst,
 								  const DalpConnConfig *src);

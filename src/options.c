@@ -23,12 +23,10 @@
 #include "catalog/pg_user_mapping.h"
 #include "catalog/pg_attribute.h"
 #include "commands/defrem.h"
-#include "executor/executor.h"
 #include "funcapi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
-#include "parser/parsetree.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
@@ -736,45 +734,6 @@ find_user_mapping(Oid userid, Oid serverid)
 	umid = ((Form_pg_user_mapping) GETSTRUCT(tp))->oid;
 	ReleaseSysCache(tp);
 	return umid;
-}
-
-/*
- * The role whose user mapping a scan reads the API with: the one the
- * table's permissions are checked as (a view's owner, for a table read
- * through the view), else the current user.  Planning passes root and
- * baserel, execution the scan's node.  The one place that knows where
- * PostgreSQL keeps it: up to 15 the range table entry's checkAsUser; from
- * 16 (RTEPermissionInfo) RelOptInfo.userid and ForeignScan.checkAsUser.
- */
-Oid
-dalp_scan_userid(PlannerInfo *root, RelOptInfo *baserel,
-				 ForeignScanState *node)
-{
-	Oid			checkas;
-
-#if PG_VERSION_NUM >= 160000
-	if (node != NULL)
-		checkas = ((ForeignScan *) node->ss.ps.plan)->checkAsUser;
-	else
-		checkas = baserel->userid;
-#else
-	RangeTblEntry *rte;
-
-	if (node != NULL)
-	{
-		ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
-		int			rtindex = fsplan->scan.scanrelid;
-
-		/* a join or upper-relation scan has no scanrelid: use a base relation's */
-		if (rtindex == 0)
-			rtindex = bms_next_member(fsplan->fs_relids, -1);
-		rte = exec_rt_fetch(rtindex, node->ss.ps.state);
-	}
-	else
-		rte = planner_rt_fetch(baserel->relid, root);
-	checkas = rte->checkAsUser;
-#endif
-	return OidIsValid(checkas) ? checkas : GetUserId();
 }
 
 /* See dalp_fdw.h; set by ledger.c only. */

@@ -12,6 +12,7 @@
  *-------------------------------------------------------------------------
  */
 #include "dalp_fdw.h"
+#include "compat.h"
 
 #include <math.h>
 
@@ -32,7 +33,6 @@
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
 #include "optimizer/tlist.h"
-#include "parser/parsetree.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
@@ -739,7 +739,8 @@ add_param_path(PlannerInfo *root, RelOptInfo *baserel, DalpRelInfo *info,
 				  one_token ? 1 : DEFAULT_TOKEN_COUNT + 1, &startup, &total);
 	add_path(baserel, (Path *)
 			 create_foreignscan_path(root, baserel, NULL, rows, startup, total,
-									 NIL, required_outer, NULL, NIL));
+									 NIL, required_outer, NULL,
+									 DALP_FDW_PRIVATE(NIL)));
 }
 
 /* Parameterized paths for the join clauses the API can take. */
@@ -800,11 +801,10 @@ dalp_get_foreign_paths(PlannerInfo *root, RelOptInfo *baserel,
 	char	   *sort;
 
 	estimate_cost(info, baserel, info->remote_rows, streams, &startup, &total);
-	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL,
-													   baserel->rows,
-													   startup, total,
-													   NIL, NULL, NULL,
-													   NIL));
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
+									 startup, total, NIL, NULL, NULL,
+									 DALP_FDW_PRIVATE(NIL)));
 
 	/* the ORDER BY, when the API can produce it */
 	if (dalp_pushdown_enabled && root->query_pathkeys != NIL &&
@@ -814,7 +814,7 @@ dalp_get_foreign_paths(PlannerInfo *root, RelOptInfo *baserel,
 				 create_foreignscan_path(root, baserel, NULL, baserel->rows,
 										 startup, total, root->query_pathkeys,
 										 NULL, NULL,
-										 list_make1(makeString(sort))));
+										 DALP_FDW_PRIVATE(list_make1(makeString(sort)))));
 
 	add_join_paths(root, baserel, info);
 }
@@ -1268,10 +1268,7 @@ dalp_get_foreign_join_paths(PlannerInfo *root, RelOptInfo *joinrel,
 	add_path(joinrel, (Path *)
 			 create_foreign_join_path(root, joinrel, NULL, joinrel->rows,
 									  startup, total, NIL, NULL, NULL,
-#if PG_VERSION_NUM >= 170000
-									  NIL,
-#endif
-									  NIL));
+									  DALP_FDW_PRIVATE(NIL)));
 }
 
 /* Can everything about the base relation be left to the API? */
@@ -1373,9 +1370,9 @@ add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 	add_path(grouped_rel, (Path *)
 			 create_foreign_upper_path(root, grouped_rel, target, rows,
 									   startup, total, NIL, NULL,
-									   list_make3(makeInteger(facet ? DALP_MODE_FACETS : DALP_MODE_COUNT),
-												  makeString(""),
-												  makeString(facet ? pstrdup(facet->filter) : ""))));
+									   DALP_FDW_PRIVATE(list_make3(makeInteger(facet ? DALP_MODE_FACETS : DALP_MODE_COUNT),
+																   makeString(""),
+																   makeString(facet ? pstrdup(facet->filter) : "")))));
 }
 
 /*
@@ -1438,9 +1435,9 @@ add_final_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *final_rel,
 									   rows, startup, total,
 									   parse->sortClause ? root->sort_pathkeys : NIL,
 									   NULL,
-									   list_make3(makeInteger(DALP_MODE_ROWS),
-												  makeString(sort),
-												  makeString(""))));
+									   DALP_FDW_PRIVATE(list_make3(makeInteger(DALP_MODE_ROWS),
+																   makeString(sort),
+																   makeString("")))));
 }
 
 void
@@ -1521,9 +1518,5 @@ dalp_collation_is_c(Oid collation)
 		return false;
 	if (collation == C_COLLATION_OID || collation == POSIX_COLLATION_OID)
 		return true;
-#if PG_VERSION_NUM >= 170000
-	return pg_newlocale_from_collation(collation)->collate_is_c;
-#else
 	return lc_collate_is_c(collation);
-#endif
 }

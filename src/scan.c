@@ -19,6 +19,7 @@
  *-------------------------------------------------------------------------
  */
 #include "dalp_fdw.h"
+#include "compat.h"
 
 #include "access/table.h"
 #include "catalog/pg_type.h"
