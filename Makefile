@@ -17,7 +17,17 @@ OBJS = \
 	src/untrusted.o
 
 EXTENSION = dalp_fdw
-DATA = sql/dalp_fdw--1.0.sql
+# The install script is built from its parts, one concern a file, in the
+# order they run (README, "Install into your own PostgreSQL").
+SCRIPT_PARTS = \
+	extension/dalp_fdw.sql \
+	extension/stats.sql \
+	extension/catalog.sql \
+	extension/ledger_store.sql \
+	extension/ledger_access.sql \
+	extension/ledger.sql \
+	extension/ledger_audit.sql
+DATA_built = dalp_fdw--1.0.sql
 
 # The pg_regress suites: sql/NAME.sql, expected/NAME.out. A new suite goes on
 # a line of its own (test/run_all.sh fails if a sql/*.sql is missing here).
@@ -58,3 +68,6 @@ include $(PGXS)
 # when the project's header changes, since one built against an old struct
 # layout crashes the backend. List any new header here.
 $(OBJS) $(OBJS:.o=.bc): src/dalp_fdw.h
+
+$(DATA_built): $(SCRIPT_PARTS)
+	cat $^ > $@

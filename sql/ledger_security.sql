@@ -56,7 +56,7 @@ CREATE SCHEMA regress_alice_own AUTHORIZATION regress_alice;
 -- alice uses the server first: the schema and its tables belong to the
 -- extension's owner all the same.
 SET ROLE regress_alice;
-SELECT dalp_fdw.server_schema('led') AS nsp \gset
+SELECT dalp_fdw.import_server_tables('led') AS nsp \gset
 SELECT n.nspowner::regrole = :'admin'::regrole AS schema_owned_by_admin,
        (SELECT bool_and(c.relowner::regrole = :'admin'::regrole) FROM pg_class c WHERE c.relnamespace = n.oid) AS tables_owned_by_admin,
        (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid) AS tables
@@ -100,17 +100,17 @@ ALTER FOREIGN TABLE :"nsp".health_services OPTIONS (ADD token_address '0x0000000
 SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.indexer_ready('led')$$);
 DROP FOREIGN TABLE :"nsp".health_services;
 -- every dropped table is imported again, as it should be
-SELECT dalp_fdw.server_schema('led') = :'nsp' AS same_schema;
+SELECT dalp_fdw.import_server_tables('led') = :'nsp' AS same_schema;
 SELECT count(*) AS tables FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :'nsp';
 -- a table handed to another role, the schema too, CREATE granted on it
 ALTER FOREIGN TABLE :"nsp".holders OWNER TO regress_alice;
-SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.server_schema('led')$$);
+SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.import_server_tables('led')$$);
 ALTER FOREIGN TABLE :"nsp".holders OWNER TO CURRENT_USER;
 ALTER SCHEMA :"nsp" OWNER TO regress_alice;
-SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.server_schema('led')$$);
+SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.import_server_tables('led')$$);
 ALTER SCHEMA :"nsp" OWNER TO CURRENT_USER;
 GRANT CREATE ON SCHEMA :"nsp" TO regress_alice;
-SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.server_schema('led')$$);
+SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.import_server_tables('led')$$);
 REVOKE CREATE ON SCHEMA :"nsp" FROM regress_alice;
 SELECT dalp_fdw.take_snapshot('led', :'tok', now()) IS NOT NULL AS taken;
 
@@ -167,7 +167,7 @@ SELECT count(*) AS rows_of_sim FROM dalp_fdw.event_log WHERE server = 'sim';
 SELECT * FROM pg_temp.error_of(format('SELECT dalp_fdw.sync_events(%L, %L)', 'sim', :'tok'));
 SELECT * FROM pg_temp.error_of(format('SELECT dalp_fdw.take_snapshot(%L, %L, now())', 'sim', :'tok'));
 SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.indexer_ready('sim')$$);
-SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.server_schema('sim')$$);
+SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.import_server_tables('sim')$$);
 -- Rows are written by the functions only: a direct insert (a forged
 -- computed_by, a back-dated ingested_at), update or delete is refused, and
 -- the tables behind the views are out of reach, as are the functions that
@@ -267,6 +267,28 @@ RESET client_min_messages;
 SELECT reconciled, mismatches > 0 AS mismatches FROM dalp_fdw.snapshots WHERE id = :s_over;
 SELECT pg_temp.sim_faults('{}');
 DROP FUNCTION dalp_fdw.sync_events(name, text, text);
+
+-- ---------------------------------------------------------------------------
+-- What PUBLIC may run
+-- ---------------------------------------------------------------------------
+
+-- The steps of a snapshot run inside compute_snapshot_impl, as the
+-- extension's owner, and are for no one else.
+SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_may_run
+  FROM pg_proc p
+ WHERE p.pronamespace = 'dalp_fdw'::regnamespace AND p.proname LIKE 'snapshot\_%'
+ ORDER BY 1;
+-- Every function PUBLIC may run: entry points that check the caller, and
+-- helpers that reveal nothing of other roles.
+SELECT p.proname AS public_may_run
+  FROM pg_proc p
+ WHERE p.pronamespace = 'dalp_fdw'::regnamespace AND has_function_privilege('public', p.oid, 'EXECUTE')
+ ORDER BY 1;
+SET ROLE regress_alice;
+SELECT * FROM pg_temp.error_of(format('SELECT dalp_fdw.snapshot_replay(%L, %L, now())', 'led', :'tok'));
+-- The balance-effect rules the replay applies, which everyone may read.
+SELECT * FROM dalp_fdw.catalog_balance_effects();
+RESET ROLE;
 
 -- Clean up: the roles, the servers, their schemas and rows.
 SET client_min_messages = warning;

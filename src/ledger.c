@@ -4,12 +4,13 @@
  *		  Entry points of the ledger functions: run as the extension's owner,
  *		  read the API with the caller's user mapping.
  *
- * take_snapshot, sync_events, indexer_health and server_schema read foreign
- * tables of a per-server schema and write the bookkeeping tables.  Whoever
- * owns those objects can make the next caller run code of its choosing (a
- * column retyped to a domain whose CHECK calls the owner's function runs
- * that function as the caller), so they belong to the extension's owner and
- * the work is done by SECURITY DEFINER functions "<name>_impl" owned by it.
+ * take_snapshot, sync_events, indexer_health and import_server_tables read
+ * foreign tables of a per-server schema and write the bookkeeping tables.
+ * Whoever owns those objects can make the next caller run code of its
+ * choosing (a column retyped to a domain whose CHECK calls the owner's
+ * function runs that function as the caller), so they belong to the
+ * extension's owner and the work is done by SECURITY DEFINER functions
+ * "<name>_impl" owned by it.
  * The API must still be read with the caller's user mapping, as the
  * caller's own query would be, yet a definer function's scans run as the
  * owner.  So the SQL function "<name>" is dalp_fdw_ledger_call: it notes

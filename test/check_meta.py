@@ -13,7 +13,8 @@ Defaults are the repository's files. Checked:
     phases and relations, URLs); any other key must start with "x_".
   - the distribution is the extension: META's name and its one "provides"
     entry are the control file's name, the file it names is the install
-    script of default_version, it and the docfile exist in the repository;
+    script's first part (extension/<name>.sql, from which the Makefile
+    builds the script), it and the docfile exist in the repository;
   - one version: META's version = its provides version = the control file's
     default_version as a semantic version ('1.0' is 1.0.0) = the upstream
     part of the newest debian/changelog entry (1.0.0-1 is 1.0.0).
@@ -266,9 +267,11 @@ def main():
             if entry.get("version") != meta.get("version"):
                 c.error(args.meta, "provides/%s/version %r differs from version %r"
                         % (ext, entry.get("version"), meta.get("version")))
-            script = "sql/%s--%s.sql" % (ext, default_version)
+            # The Makefile builds the install script from parts; the
+            # first, named after the extension, is the file that provides it.
+            script = "extension/%s.sql" % ext
             if entry.get("file") != script:
-                c.error(args.meta, "provides/%s/file %r, but the install script of default_version is %r"
+                c.error(args.meta, "provides/%s/file %r, but the install script's first part is %r"
                         % (ext, entry.get("file"), script))
             for key in ("file", "docfile"):
                 if isinstance(entry.get(key), str) and not os.path.isfile(os.path.join(REPO, entry[key])):

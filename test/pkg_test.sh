@@ -99,9 +99,7 @@ lint=(lintian --pedantic -I -E --fail-on "error,warning,info,pedantic,experiment
 runuser -u nobody -- "${lint[@]}" || dalp_die "lintian reports tags (above) that debian/$pkg.lintian-overrides does not explain"
 
 # --- 2. contents and dependencies --------------------------------------------
-sqls=("$DALP_REPO"/sql/dalp_fdw--*.sql)
-expected=$(printf '%s\n' "$libdir/dalp_fdw.so" "$extdir/dalp_fdw.control" \
-  "${sqls[@]/#"$DALP_REPO/sql"/$extdir}" \
+expected=$(printf '%s\n' "$libdir/dalp_fdw.so" "$extdir/dalp_fdw.control" "$extdir/dalp_fdw--1.0.sql" \
   "/usr/share/doc/$pkg/copyright" "/usr/share/doc/$pkg/changelog.Debian.gz" \
   "/usr/share/lintian/overrides/$pkg" | sort)
 files=$(dpkg-deb --fsys-tarfile "$deb" | tar -t | grep -v '/$' | sed 's|^\./|/|' | sort)

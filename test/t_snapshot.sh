@@ -128,13 +128,13 @@ expect "$aud" "$db" "$snapshot" "42501: permission denied for foreign server sna
 dalp_psql -q -c "CREATE SERVER fresh FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$DALP_SIM_URL')" \
   -c "GRANT USAGE ON FOREIGN SERVER fresh TO $ops"
 fresh=$(dalp_psql -tAc "SELECT oid FROM pg_foreign_server WHERE srvname = 'fresh'")
-PGUSER=$mal PGAPPNAME=dalp_t_lock_holder dalp_psql -q -c "SELECT pg_advisory_lock(hashtext('dalp_fdw.server_schema'), $fresh::int)" \
+PGUSER=$mal PGAPPNAME=dalp_t_lock_holder dalp_psql -q -c "SELECT pg_advisory_lock(hashtext('dalp_fdw.import_server_tables'), $fresh::int)" \
   -c "SELECT pg_sleep(120)" >/dev/null 2>&1 &
 for ((i = 0; i < 100; i++)); do
   [[ $(dalp_psql -tAc "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = $fresh") == 1 ]] && break
   sleep 0.1
 done
-PGOPTIONS='-c statement_timeout=10s' expect "$ops" "$db" "SELECT dalp_fdw.server_schema('fresh')" "dalp_fdw_srv_$fresh" \
+PGOPTIONS='-c statement_timeout=10s' expect "$ops" "$db" "SELECT dalp_fdw.import_server_tables('fresh')" "dalp_fdw_srv_$fresh" \
   "first use of a server while $mal holds an advisory lock on it"
 dalp_psql -q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'dalp_t_lock_holder'" >/dev/null
 
