@@ -11,11 +11,24 @@
 #                        which also exports DALP_SIM_URL); extra args go to the
 #                        sim; DALP_SIM_LAST_URL is the URL of the one just started
 #   dalp_stop_sim [PORT] stop one simulator (default: the main one)
+#   dalp_own_sim OFFSET [sim args...]  a simulator of the script's own, on
+#                        port DALP_SIM_PORT + OFFSET: sets port and url, and
+#                        simctl ARGS... runs test/simctl.py against it
 #   dalp_stop_all        stop all that this process started, remove its temp dir
 #   dalp_atexit CMD [ARG...]  run CMD in dalp_stop_all (a script's own clean-up)
 #   dalp_init_tmpdir     make DALP_TMPDIR now, in a script that starts nothing
 #                        (the first start makes it otherwise)
 #   dalp_psql ARGS...    psql 15, no psqlrc, stop on the first error
+#   dalp_own_database DB  a database of the script's own: created, made
+#                        PGDATABASE, dalp_fdw installed; dropped at exit
+#   dalp_new_database DB  the same, bare: neither PGDATABASE nor dalp_fdw
+#   dalp_own_role ROLE   a LOGIN role of the script's own, dropped at exit
+#                        (after the databases made before it)
+#   dalp_sim_server SERVER URL [OPTIONS]  in PGDATABASE: a dalp_fdw server
+#                        at URL (OPTIONS: more "name 'value'" pairs) and the
+#                        current user's mapping with DALP_API_KEY
+#   dalp_token TABLE SYMBOL  the address of token SYMBOL in the foreign table
+#                        TABLE (a tokens table); dies when there is none
 #   dalp_print_logs [N]  tail of the server log and the simulator logs
 #   dalp_log / dalp_warn / dalp_die MESSAGE
 #
@@ -234,6 +247,50 @@ _dalp_pg_start() {
 }
 
 dalp_init_tmpdir() { _dalp_tmp_init; }
+
+dalp_own_sim() {
+  # shellcheck disable=SC2034 # port and url are the calling script's
+  port=$((DALP_SIM_PORT + $1))
+  shift
+  dalp_start_sim --port "$port" "$@"
+  url=$DALP_SIM_LAST_URL
+  # shellcheck disable=SC2317 # called by the script
+  simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
+}
+
+# What a test script that works in a database of its own sets up; what it
+# makes is removed by dalp_stop_all, in the order it was made.
+dalp_new_database() {
+  _dalp_tmp_init
+  dalp_psql -q -d postgres -c "CREATE DATABASE $1"
+  dalp_atexit _dalp_drop database "$1 WITH (FORCE)"
+}
+
+dalp_own_database() {
+  dalp_new_database "$1"
+  export PGDATABASE=$1
+  dalp_psql -q -c "CREATE EXTENSION dalp_fdw"
+}
+
+dalp_own_role() {
+  _dalp_tmp_init
+  dalp_psql -q -d postgres -c "CREATE ROLE $1 LOGIN"
+  dalp_atexit _dalp_drop role "$1"
+}
+
+_dalp_drop() { dalp_psql -q -d postgres -c "DROP $1 IF EXISTS $2" >/dev/null 2>&1; }
+
+dalp_sim_server() {
+  dalp_psql -q -c "CREATE SERVER $1 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$2'${3:+, $3})" \
+    -c "CREATE USER MAPPING FOR CURRENT_USER SERVER $1 OPTIONS (api_key '$DALP_API_KEY')"
+}
+
+dalp_token() {
+  local address
+  address=$(dalp_psql -tAc "SELECT address FROM $1 WHERE symbol = '$2'")
+  [[ -n $address ]] || dalp_die "the simulator has no $2 token"
+  echo "$address"
+}
 
 dalp_start_cluster() {
   local port=$DALP_PGPORT dir data log

@@ -28,10 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$((DALP_SIM_PORT + 75))
-dalp_start_sim --port "$port" --big-token-events 2000
-url=$DALP_SIM_LAST_URL
-simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
+dalp_own_sim 75 --big-token-events 2000
 big=$(simctl tokens | awk '$2 == "BIG" { print $1 }')
 [[ -n $big ]] || dalp_die "the simulator has no BIG token"
 

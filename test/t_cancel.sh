@@ -11,10 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=psql_session.sh
 source "$DALP_REPO/test/psql_session.sh"
 
-port=$((DALP_SIM_PORT + 31))
-dalp_start_sim --port "$port"
-url=$DALP_SIM_LAST_URL
-simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
+dalp_own_sim 31
 # where this test's part of the server log starts
 log_start=$(wc -c <"$DALP_PGLOG")
 

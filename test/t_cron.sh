@@ -13,9 +13,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-port=$((DALP_SIM_PORT + 42))
-dalp_start_sim --port "$port"
-url=$DALP_SIM_LAST_URL
+dalp_own_sim 42
 
 crondb=$(dalp_psql -tA -d postgres -c "SHOW cron.database_name" 2>/dev/null) ||
   dalp_die "pg_cron is not loaded: the cluster needs shared_preload_libraries = 'pg_cron' (test/lib.sh sets it)"
@@ -26,7 +24,6 @@ created_cron=
 cleanup() {
   dalp_psql -q -d "$crondb" -c "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN ($jobs)" >/dev/null 2>&1 || true
   if [[ -n $created_cron ]]; then dalp_psql -q -d "$crondb" -c "DROP EXTENSION pg_cron" >/dev/null 2>&1 || true; fi
-  dalp_psql -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP ROLE IF EXISTS $ops" >/dev/null 2>&1 || true
   dalp_stop_all
 }
 trap cleanup EXIT
@@ -35,19 +32,17 @@ if [[ -z $(dalp_psql -tA -d "$crondb" -c "SELECT 1 FROM pg_extension WHERE extna
   dalp_psql -q -d "$crondb" -c "CREATE EXTENSION pg_cron"
   created_cron=1
 fi
-dalp_psql -q -d postgres -c "CREATE DATABASE $db" -c "CREATE ROLE $ops LOGIN"
-dalp_psql -q -d "$db" <<SQL
-CREATE EXTENSION dalp_fdw;
-CREATE SERVER cronsim FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$url');
-CREATE USER MAPPING FOR CURRENT_USER SERVER cronsim OPTIONS (api_key '$DALP_API_KEY');
+dalp_own_database "$db"
+dalp_own_role "$ops"
+dalp_sim_server cronsim "$url"
+dalp_psql -q <<SQL
 GRANT USAGE ON FOREIGN SERVER cronsim TO $ops;
 CREATE USER MAPPING FOR $ops SERVER cronsim OPTIONS (api_key '$DALP_API_KEY');
 CREATE SCHEMA dalp;
 IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens, holders, events) FROM SERVER cronsim INTO dalp;
 SQL
-token=$(dalp_psql -tA -d "$db" -c "SELECT address FROM dalp.tokens WHERE symbol = 'RDEP'")
-token2=$(dalp_psql -tA -d "$db" -c "SELECT address FROM dalp.tokens WHERE symbol = 'NWEA'")
-[[ -n $token && -n $token2 ]] || dalp_die "the simulator has no RDEP or NWEA token"
+token=$(dalp_token dalp.tokens RDEP)
+token2=$(dalp_token dalp.tokens NWEA)
 dalp_psql -q -d "$db" <<SQL
 CREATE MATERIALIZED VIEW cap_table AS
   SELECT account, balance, balance_exact FROM dalp.holders WHERE token_address = '$token';

@@ -24,9 +24,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=psql_session.sh
 source "$DALP_REPO/test/psql_session.sh"
 
-port=$((DALP_SIM_PORT + 32))
-dalp_start_sim --port "$port"
-url=$DALP_SIM_LAST_URL
+dalp_own_sim 32
 other_port=$((DALP_SIM_PORT + 33))
 dalp_start_sim --port "$other_port"
 other_url=$DALP_SIM_LAST_URL
@@ -34,7 +32,6 @@ blackhole_port=$((DALP_SIM_PORT + 34))
 # where this test's part of the server log starts
 log_start=$(wc -c <"$DALP_PGLOG")
 
-simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
 faults() { simctl faults "$1" >/dev/null && simctl clear >/dev/null; }
 
 # What the simulator logged since the last clear: "status/fault" per request

@@ -14,26 +14,16 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-port=$((DALP_SIM_PORT + 44))
-dalp_start_sim --port "$port"
-url=$DALP_SIM_LAST_URL
-simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
-db=dalp_t_hostile_$$
-drop_db() { dalp_psql -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; }
-dalp_atexit drop_db
-dalp_psql -q -d postgres -c "CREATE DATABASE $db"
-export PGDATABASE=$db
+dalp_own_sim 44
+dalp_own_database "dalp_t_hostile_$$"
 log_start=$(wc -c <"$DALP_PGLOG")
 
+dalp_sim_server h "$url" "max_retries '0'"
 dalp_psql -q <<SQL
-CREATE EXTENSION dalp_fdw;
-CREATE SERVER h FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$url', max_retries '0');
-CREATE USER MAPPING FOR CURRENT_USER SERVER h OPTIONS (api_key '$DALP_API_KEY');
 CREATE FOREIGN TABLE h_factories (name text) SERVER h OPTIONS (resource 'factories');
 CREATE FOREIGN TABLE h_tokens (address text, symbol text) SERVER h OPTIONS (resource 'tokens');
 SQL
-token=$(dalp_psql -tAc "SELECT address FROM h_tokens WHERE symbol = 'RDEP'")
-[[ -n $token ]] || dalp_die "the simulator has no RDEP token"
+token=$(dalp_token h_tokens RDEP)
 
 # The header names of the requests logged since the last clear, one line each.
 sim_headers() {

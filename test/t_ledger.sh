@@ -29,13 +29,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$DALP_REPO/test/psql_session.sh"
 
 RUNS=${LEDGER_RUNS:-200}
-port=$((DALP_SIM_PORT + 43))
-dalp_start_sim --port "$port"
-url=$DALP_SIM_LAST_URL
+dalp_own_sim 43
 runs_dir=$DALP_TMPDIR/ledger_runs
 mkdir -p "$runs_dir"
 
-simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
 # the mover through curl: it is called twice per run
 mover_set() { curl -sf -X POST --data "$1" "$url/_sim/mover" >/dev/null; }
 mover_get() { curl -sf "$url/_sim/mover"; }

@@ -8,28 +8,13 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-port=$((DALP_SIM_PORT + 47))
-dalp_start_sim --port "$port" --big-token-events 10500
-url=$DALP_SIM_LAST_URL
+dalp_own_sim 47 --big-token-events 10500
 
-db=dalp_t_locks_$$
 holder=dalp_t_lock_holder_$$
-cleanup() {
-  dalp_psql -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  dalp_stop_all
-}
-trap cleanup EXIT
-dalp_psql -q -d postgres -c "CREATE DATABASE $db"
-export PGDATABASE=$db
-dalp_psql -q <<SQL
-CREATE EXTENSION dalp_fdw;
-CREATE SERVER other FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$url');
-CREATE USER MAPPING FOR CURRENT_USER SERVER other OPTIONS (api_key '$DALP_API_KEY');
-CREATE SCHEMA api;
-IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens) FROM SERVER other INTO api;
-SQL
-token=$(dalp_psql -tAc "SELECT address FROM api.tokens WHERE symbol = 'BIG'")
-[[ -n $token ]] || dalp_die "the simulator has no BIG token"
+dalp_own_database "dalp_t_locks_$$"
+dalp_sim_server other "$url"
+dalp_psql -q -c "CREATE SCHEMA api" -c "IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens) FROM SERVER other INTO api"
+token=$(dalp_token api.tokens BIG)
 
 # What the big sync of a role on some server keeps until it commits.
 PGAPPNAME=$holder dalp_psql -q -c "BEGIN" -c "LOCK TABLE dalp_fdw_ledger.event_log IN SHARE UPDATE EXCLUSIVE MODE" \

@@ -31,10 +31,7 @@ seconds=${DALP_LOAD_SECONDS:-20}
 # where this test's part of the server log starts
 log_start=$(wc -c <"$DALP_PGLOG")
 clients=8
-port=$((DALP_SIM_PORT + 37))
-dalp_start_sim --port "$port"
-url=$DALP_SIM_LAST_URL
-simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
+dalp_own_sim 37
 
 dalp_psql -q <<SQL
 SET client_min_messages = warning;

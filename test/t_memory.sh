@@ -5,9 +5,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-port=$((DALP_SIM_PORT + 11))
-dalp_start_sim --port "$port" --big-token-events 100000
-url=$DALP_SIM_LAST_URL
+dalp_own_sim 11 --big-token-events 100000
 
 dalp_psql -q <<SQL
 DROP SERVER IF EXISTS big CASCADE;

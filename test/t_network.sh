@@ -17,10 +17,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-port=$((DALP_SIM_PORT + 44))
-dalp_start_sim --port "$port" --small-tokens 12
-url=$DALP_SIM_LAST_URL
-simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
+dalp_own_sim 44 --small-tokens 12
 
 # How many of the requests logged since the last clear (those whose path
 # ends with $2, if given), from the Nth on, started within 50 ms of the Nth

@@ -10,17 +10,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # A database of its own, so that the extension's state in others does not matter.
-db=dalp_readme_$$
-altered=$(mktemp)
-cleanup() {
-  rm -f "$altered"
-  dalp_psql -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
-  dalp_stop_all
-}
-trap cleanup EXIT
-dalp_psql -q -d postgres -c "CREATE DATABASE $db"
-export PGDATABASE=$db
-dalp_psql -q -c "CREATE EXTENSION dalp_fdw"
+dalp_own_database "dalp_readme_$$"
+altered=$DALP_TMPDIR/README.md
 
 "$DALP_PYTHON" "$DALP_REPO/test/readme_tables.py" --check ||
   dalp_die "README.md's table list differs from the catalog (diff above); run test/readme_tables.py --write"

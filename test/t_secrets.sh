@@ -21,12 +21,9 @@ source "$DALP_REPO/test/psql_session.sh"
 salt=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 key=sm_dalp_secret_$salt
 wrong_key=sm_dalp_wrongsecret_$salt
-port=$((DALP_SIM_PORT + 35))
-dalp_start_sim --port "$port" --api-key "$key"
-url=$DALP_SIM_LAST_URL
+dalp_own_sim 35 --api-key "$key"
 closed_port=$((DALP_SIM_PORT + 36))
 _dalp_require_free_port "$closed_port" "a port nothing listens on" DALP_SIM_PORT
-simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
 faults() { simctl faults "$1" >/dev/null; }
 client_out=$DALP_TMPDIR/client.out
 log_start=$(wc -c <"$DALP_PGLOG")

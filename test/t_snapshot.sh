@@ -30,19 +30,12 @@ ops=dalp_t_ops_$$
 bad=dalp_t_badkey_$$
 aud=dalp_t_auditor_$$
 mal=dalp_t_mallory_$$
-dump=$(mktemp)
-cleanup() {
-  rm -f "$dump"
-  dalp_psql -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
-    -c "DROP DATABASE IF EXISTS $db2 WITH (FORCE)" -c "DROP DATABASE IF EXISTS $dbx WITH (FORCE)" \
-    -c "DROP ROLE IF EXISTS $ops" -c "DROP ROLE IF EXISTS $bad" -c "DROP ROLE IF EXISTS $aud" \
-    -c "DROP ROLE IF EXISTS $mal" >/dev/null 2>&1 || true
-  dalp_stop_all
-}
-trap cleanup EXIT
-
-dalp_psql -q -d postgres -c "CREATE DATABASE $db" -c "CREATE DATABASE $dbx" \
-  -c "CREATE ROLE $ops LOGIN" -c "CREATE ROLE $bad LOGIN" -c "CREATE ROLE $aud LOGIN" -c "CREATE ROLE $mal LOGIN"
+# The databases first, so that they are dropped before the roles.
+dalp_own_database "$db"
+dalp_new_database "$db2"
+dalp_new_database "$dbx"
+for role in "$ops" "$bad" "$aud" "$mal"; do dalp_own_role "$role"; done
+dump=$DALP_TMPDIR/dump.sql
 
 # as ROLE DB SQL: the SQLSTATE and message SQL fails with, or its output.
 as() {
@@ -71,20 +64,15 @@ expect postgres "$dbx" "CREATE EXTENSION dalp_fdw" "42501: schema dalp_fdw alrea
 dalp_psql -q -d "$dbx" -c "SET client_min_messages = warning" -c "DROP SCHEMA dalp_fdw CASCADE" -c "CREATE SCHEMA dalp_fdw"
 [[ $(install) == "" ]] || dalp_die "CREATE EXTENSION into an empty schema of the installing role failed: $(install)"
 
-export PGDATABASE=$db
+dalp_sim_server snap "$DALP_SIM_URL"
+dalp_sim_server other "$DALP_SIM_URL"
 dalp_psql -q <<SQL
-CREATE EXTENSION dalp_fdw;
-CREATE SERVER snap FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$DALP_SIM_URL');
-CREATE SERVER other FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$DALP_SIM_URL');
-CREATE USER MAPPING FOR CURRENT_USER SERVER snap OPTIONS (api_key '$DALP_API_KEY');
-CREATE USER MAPPING FOR CURRENT_USER SERVER other OPTIONS (api_key '$DALP_API_KEY');
 CREATE USER MAPPING FOR $ops SERVER snap OPTIONS (api_key '$DALP_API_KEY');
 CREATE USER MAPPING FOR $bad SERVER snap OPTIONS (api_key 'sm_dalp_wrong_key');
 CREATE SCHEMA api;
 IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens) FROM SERVER snap INTO api;
 SQL
-token=$(dalp_psql -tAc "SELECT address FROM api.tokens WHERE symbol = 'RDEP'")
-[[ -n $token ]] || dalp_die "the simulator has no RDEP token"
+token=$(dalp_token api.tokens RDEP)
 
 # What PUBLIC may do.
 public=$(dalp_psql -tA <<'SQL'
@@ -153,7 +141,6 @@ SQL
 }
 before=$(fingerprint "$db")
 pg_dump -d "$db" -f "$dump"
-dalp_psql -q -d postgres -c "CREATE DATABASE $db2"
 dalp_psql -q -d "$db2" -f "$dump" >/dev/null || dalp_die "the dump did not restore without errors"
 after=$(fingerprint "$db2")
 [[ $before == "$after" ]] || dalp_die "the restored bookkeeping differs: before $before, after $after"

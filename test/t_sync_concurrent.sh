@@ -12,28 +12,12 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-port=$((DALP_SIM_PORT + 41))
-dalp_start_sim --port "$port"
-url=$DALP_SIM_LAST_URL
-simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@"; }
+dalp_own_sim 41
 
-db=dalp_sync_conc_$$
-cleanup() {
-  dalp_psql -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  dalp_stop_all
-}
-trap cleanup EXIT
-dalp_psql -q -d postgres -c "CREATE DATABASE $db"
-export PGDATABASE=$db
-dalp_psql -q <<SQL
-CREATE EXTENSION dalp_fdw;
-CREATE SERVER conc FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$url', page_size '100');
-CREATE USER MAPPING FOR CURRENT_USER SERVER conc OPTIONS (api_key '$DALP_API_KEY');
-CREATE SCHEMA api;
-IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens, events) FROM SERVER conc INTO api;
-SQL
-token=$(dalp_psql -tAc "SELECT address FROM api.tokens WHERE symbol = 'HIF'")
-[[ -n $token ]] || dalp_die "the simulator has no HIF token"
+dalp_own_database "dalp_sync_conc_$$"
+dalp_sim_server conc "$url" "page_size '100'"
+dalp_psql -q -c "CREATE SCHEMA api" -c "IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens, events) FROM SERVER conc INTO api"
+token=$(dalp_token api.tokens HIF)
 simctl faults '{"latency_ms": 30}' >/dev/null
 
 out=$DALP_TMPDIR/conc

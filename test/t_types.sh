@@ -17,9 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=psql_session.sh
 source "$(dirname "${BASH_SOURCE[0]}")/psql_session.sh"
 
-port=$((DALP_SIM_PORT + 57))
-dalp_start_sim --port "$port"
-sim=$DALP_SIM_LAST_URL
+dalp_own_sim 57
 
 cleanup() {
   dalp_psql -q <<'SQL'
@@ -38,7 +36,7 @@ cleanup
 dalp_psql -q <<SQL
 CREATE EXTENSION IF NOT EXISTS dalp_fdw;
 CREATE SERVER tt_sim FOREIGN DATA WRAPPER dalp_fdw
-  OPTIONS (base_url '$sim', rate_limit_per_minute '1000000');
+  OPTIONS (base_url '$url', rate_limit_per_minute '1000000');
 CREATE USER MAPPING FOR CURRENT_USER SERVER tt_sim OPTIONS (api_key '$DALP_API_KEY');
 CREATE SCHEMA tt;
 CREATE TYPE tt.word AS ENUM ('bond', 'equity', 'fund', 'MintCompleted', 'TransferCompleted');
@@ -200,7 +198,7 @@ pilot_holder=$(dalp_psql -qAt -c "SELECT account FROM tt.pilot_holders LIMIT 1")
 [[ -n $pilot && -n $acb && -n $pilot_tx && -n $pilot_holder ]] || dalp_die "the simulator lacks the pilot token's data"
 
 matrix=$DALP_TMPDIR/types.sql
-"$DALP_PYTHON" - "$matrix" "$sim" "$pilot" "$acb" "$pilot_tx" "$pilot_holder" <<'PY'
+"$DALP_PYTHON" - "$matrix" "$url" "$pilot" "$acb" "$pilot_tx" "$pilot_holder" <<'PY'
 import sys
 
 out, sim, pilot, acb, pilot_tx, pilot_holder = sys.argv[1:]
