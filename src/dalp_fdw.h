@@ -293,6 +293,9 @@ typedef struct DalpBodySink
 extern DalpHttpRequest *dalp_http_start(const DalpConnConfig *conf,
 										const char *path, DalpBodySink *sink);
 extern DalpHttpResult *dalp_http_wait(DalpHttpRequest *req);
+extern DalpHttpResult *dalp_http_wait_refill(DalpHttpRequest *req,
+											 void (*refill) (void *arg),
+											 void *arg);
 extern bool dalp_http_done(const DalpHttpRequest *req);
 extern void dalp_http_abandon(DalpHttpRequest *req);
 extern DalpHttpResult *dalp_http_get(const DalpConnConfig *conf,

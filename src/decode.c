@@ -880,6 +880,9 @@ spells_nan_or_infinity(const char *s)
 		s++;
 	if (*s == '+' || *s == '-')
 		s++;
+	/* an amount starts with a digit: the usual case costs one test */
+	if (*s >= '0' && *s <= '9')
+		return false;
 	return pg_strncasecmp(s, "nan", 3) == 0 || pg_strncasecmp(s, "inf", 3) == 0;
 }
 

@@ -165,6 +165,9 @@ static uint64 dalp_multi_generation = 0;
 static dlist_head dalp_requests = DLIST_STATIC_INIT(dalp_requests);
 static int	dalp_nactive = 0;
 
+/* Requests that have ended so far (see dalp_http_wait_refill). */
+static uint64 dalp_nended = 0;
+
 /* Oldest first, so that the cache evicts the least recently used. */
 static DalpIdleHandle dalp_idle[DALP_MAX_IDLE_HANDLES];
 static int	dalp_nidle = 0;
@@ -996,6 +999,7 @@ finish_attempt(DalpHttpRequest *req, CURLcode code)
 	{
 		req->state = DALP_REQ_DONE;
 		dalp_nactive--;
+		dalp_nended++;
 		if (req->outcome != DALP_OUT_RESPONSE ||
 			req->status < 200 || req->status >= 300)
 			stats->errors++;
@@ -1319,15 +1323,19 @@ dalp_http_start(const DalpConnConfig *conf, const char *path,
 
 /*
  * Drive every request in flight until this one is finished, and return its
- * result.  The request is released in all cases.
+ * result.  The request is released in all cases.  While waiting, refill (if
+ * not NULL) is called whenever another request has ended, so that the
+ * caller can send its successor at once rather than when this one is done.
  */
 DalpHttpResult *
-dalp_http_wait(DalpHttpRequest *req)
+dalp_http_wait_refill(DalpHttpRequest *req, void (*refill) (void *arg),
+					  void *arg)
 {
 	DalpHttpResult *res;
 	DalpServerStats *stats = dalp_stats_for(req->conf.serverid);
 	int64		last = dalp_monotonic_us();
 	bool		budget_waiting = false;
+	uint64		ended = dalp_nended;
 
 	Assert(req->listed);
 	dalp_activity_request(req->conf.server_name, req->display_path);
@@ -1349,6 +1357,13 @@ dalp_http_wait(DalpHttpRequest *req)
 
 		if (req->state == DALP_REQ_DONE)
 			break;
+		if (refill != NULL && dalp_nended != ended)
+		{
+			ended = dalp_nended;
+			refill(arg);
+			/* what refill started makes progress before any sleep */
+			continue;
+		}
 		budget_waiting = req->state == DALP_REQ_WAITING &&
 			(req->wait_kind == DALP_WAIT_RATE_LIMIT ||
 			 req->wait_kind == DALP_WAIT_RETRY_AFTER);
@@ -1363,6 +1378,12 @@ dalp_http_wait(DalpHttpRequest *req)
 	res = build_result(req);
 	request_release(req);
 	return res;
+}
+
+DalpHttpResult *
+dalp_http_wait(DalpHttpRequest *req)
+{
+	return dalp_http_wait_refill(req, NULL, NULL);
 }
 
 /*

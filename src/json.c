@@ -30,14 +30,16 @@
  * - It refuses what json-c accepts but JSON does not: NaN and Infinity, raw
  *   control characters in strings, \u escapes of unpaired surrogates (which
  *   json-c turns into U+FFFD) and member names holding \u0000 (which json-c
- *   cuts short).  It checks UTF-8 with PostgreSQL's verifier, chunk by
- *   chunk, a character cut between two chunks held back until it is whole.
+ *   cuts short).  It checks UTF-8 by PostgreSQL's rules (pg_utf8_islegal)
+ *   where a string holds a byte of 0x80 or more (nothing else may), a
+ *   character cut between two chunks held back until it is whole.
  *   JSON_TOKENER_VALIDATE_UTF8 is not used: it lets overlong forms and
  *   encoded surrogates through, refuses a character split between two
  *   calls, and costs a third of json-c's parsing time.
  *
  * The pre-scan tracks strings and escapes only as far as these checks need;
- * the grammar is json-c's.
+ * the grammar is json-c's.  It skips a string's plain text sixteen bytes at
+ * a time: most of a page is strings, and json-c reads them again anyway.
  *
  * json-c's memory (tokener and tree) is malloc'd.  It is freed by the reset
  * callback of the parser's own memory context, so an ERROR, a cancel or a
@@ -51,7 +53,12 @@
 
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "port/pg_bitutils.h"
 #include "utils/memutils.h"
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /*
  * What json-c 0.16 allocates, malloc's overhead included (measured on
@@ -114,26 +121,42 @@ struct DalpJsonParser
 	int			digits;
 };
 
-/* Bytes that may appear unescaped in a string and end no string. */
+/*
+ * Bytes a string's text may hold that the pre-scan need not look at: printable
+ * ASCII but '"' and '\\'.  Control characters are refused, and a byte of
+ * 0x80 or more starts a character whose UTF-8 is checked.
+ */
 static bool string_plain[256];
 static bool string_plain_ready = false;
 
 /*
- * Whether any byte of w is '"', '\\' or below 0x20 (SWAR: a byte is zero
- * after the XOR exactly when it matched; bytes at or above 0x80 never count
- * as below 0x20).
+ * The first byte of s[i..n) that string_plain does not allow, or n.  Sixteen
+ * bytes at a time where SSE2 is there (every x86-64 CPU): a signed compare
+ * below 0x20 finds control characters and the bytes of 0x80 or more at once.
  */
-static inline bool
-has_special_byte(uint64 w)
+static inline size_t
+skip_plain(const char *s, size_t i, size_t n)
 {
-	const uint64 ones = UINT64CONST(0x0101010101010101);
-	const uint64 highs = UINT64CONST(0x8080808080808080);
-	uint64		quote = w ^ (ones * '"');
-	uint64		backslash = w ^ (ones * '\\');
+#ifdef __SSE2__
+	const __m128i quote = _mm_set1_epi8('"');
+	const __m128i backslash = _mm_set1_epi8('\\');
+	const __m128i space = _mm_set1_epi8(0x20);
 
-	return (((quote - ones) & ~quote) |
-			((backslash - ones) & ~backslash) |
-			((w - ones * 0x20) & ~w)) & highs;
+	for (; n - i >= 16; i += 16)
+	{
+		__m128i		v = _mm_loadu_si128((const __m128i *) (s + i));
+		__m128i		special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote),
+														_mm_cmpeq_epi8(v, backslash)),
+										   _mm_cmplt_epi8(v, space));
+		uint32		mask = (uint32) _mm_movemask_epi8(special);
+
+		if (mask != 0)
+			return i + pg_rightmost_one_pos32(mask);
+	}
+#endif
+	while (i < n && string_plain[(unsigned char) s[i]])
+		i++;
+	return i;
 }
 
 static void
@@ -253,6 +276,8 @@ string_byte(DalpJsonParser *p, unsigned char c, size_t at)
 		}
 		if (p->want_low)
 			return refuse(p, lone, at);
+		if (c < 0x20)
+			return refuse(p, "a control character inside a string", at);
 		p->escaped = false;		/* json-c checks the escape */
 		return true;
 	}
@@ -269,17 +294,31 @@ string_byte(DalpJsonParser *p, unsigned char c, size_t at)
 }
 
 /*
+ * Whether a byte of 0x80 or more at s[i] starts a valid UTF-8 character
+ * within s[..n); *len is set to its length.
+ */
+static inline bool
+utf8_char(const char *s, size_t i, size_t n, int *len)
+{
+	*len = pg_utf_mblen((const unsigned char *) s + i);
+	return (size_t) *len <= n - i &&
+		pg_utf8_islegal((const unsigned char *) s + i, *len);
+}
+
+/*
  * Pre-scan n bytes of whole characters at body offset p->scanned and give
  * them to json-c, with "e0" after every long integer literal and nothing
- * after the top-level value.  The state read at every byte is kept in
+ * after the top-level value.  UTF-8 is checked here too: only a string may
+ * hold a byte of 0x80 or more.  The state read at every byte is kept in
  * locals, and written back before json-c is fed and at the end.
  */
 static bool
 process(DalpJsonParser *p, const char *s, size_t n)
 {
+	static const char not_utf8[] = "bytes that are not valid UTF-8";
 	size_t		base = p->scanned;
 	size_t		seg = 0;		/* first byte not yet given to json-c */
-	size_t		i;
+	size_t		i = 0;
 	bool		in_string = p->in_string;
 	bool		in_number = p->in_number;
 	bool		integral = p->integral;
@@ -294,58 +333,54 @@ process(DalpJsonParser *p, const char *s, size_t n)
 	 p->integral = integral, p->digits = digits, p->depth = depth, \
 	 p->started = started, p->name_nul = name_nul, p->cost = cost)
 
-	if (!pg_verify_mbstr(PG_UTF8, s, (int) n, true))
-		return refuse(p, "bytes that are not valid UTF-8", base);
 	/* every byte may be a string's, once more in the tree */
 	cost += n;
 	p->scanned += n;
 
-	for (i = 0; i < n; i++)
+	while (i < n)
 	{
-		unsigned char c = (unsigned char) s[i];
+		unsigned char c;
 
 		if (in_string)
 		{
+			int			len = 1;
+
 			if (!p->escaped && !p->want_low)
 			{
-				/* plain text, eight bytes at a time */
-				while (n - i >= 8)
-				{
-					uint64		w;
-
-					memcpy(&w, s + i, 8);
-					if (has_special_byte(w))
-						break;
-					i += 8;
-				}
-				while (i < n && string_plain[(unsigned char) s[i]])
-					i++;
+				i = skip_plain(s, i, n);
 				if (i == n)
 					break;
-				c = (unsigned char) s[i];
-				if (c == '"')
+				if (s[i] == '"')
 				{
 					in_string = false;
 					name_nul = p->string_nul;
+					i++;
 					continue;
 				}
 			}
+			c = (unsigned char) s[i];
+			if (c >= 0x80 && !utf8_char(s, i, n, &len))
+				return refuse(p, not_utf8, base + i);
 			if (!string_byte(p, c, base + i))
 				return false;
+			i += len;
 			continue;
 		}
 		if (in_number)
 		{
-			if (c >= '0' && c <= '9')
+			/* the rest of the literal, which json-c checks */
+			for (; i < n; i++)
 			{
-				digits++;
-				continue;
+				c = (unsigned char) s[i];
+				if (c >= '0' && c <= '9')
+					digits++;
+				else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')
+					integral = false;
+				else
+					break;
 			}
-			if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')
-			{
-				integral = false;
-				continue;
-			}
+			if (i == n)
+				break;
 			in_number = false;
 			if (integral && digits >= DALP_JSON_EXACT_DIGITS)
 			{
@@ -356,12 +391,14 @@ process(DalpJsonParser *p, const char *s, size_t n)
 				seg = i;
 			}
 		}
+		c = (unsigned char) s[i];
 		switch (c)
 		{
 			case ' ':
 			case '\t':
 			case '\n':
 			case '\r':
+				i++;
 				continue;
 			case '"':
 				in_string = true;
@@ -417,8 +454,13 @@ process(DalpJsonParser *p, const char *s, size_t n)
 			default:
 				/* true, false, null; never NaN or Infinity */
 				if (c < 'a' || c > 'z')
-					return refuse(p, "a character that starts no JSON value",
+				{
+					int			len;
+
+					return refuse(p, c >= 0x80 && !utf8_char(s, i, n, &len) ?
+								  not_utf8 : "a character that starts no JSON value",
 								  base + i);
+				}
 				cost += COST_LETTER;
 				break;
 		}
@@ -426,6 +468,7 @@ process(DalpJsonParser *p, const char *s, size_t n)
 			return refuse(p, "a character that starts no JSON object", base + i);
 		if (c != ':')
 			name_nul = false;
+		i++;
 	}
 	SAVE_STATE();
 	return seg >= n || feed(p, s + seg, n - seg, base + seg);
@@ -536,7 +579,7 @@ dalp_json_parser_create(int64 max_response_bytes, bool active)
 	if (!string_plain_ready)
 	{
 		for (int c = 0; c < 256; c++)
-			string_plain[c] = (c >= 0x20 && c != '"' && c != '\\');
+			string_plain[c] = (c >= 0x20 && c < 0x80 && c != '"' && c != '\\');
 		string_plain_ready = true;
 	}
 	p->cxt = cxt;

@@ -174,7 +174,8 @@ typedef struct DalpScanState
 	int64		bytes;
 } DalpScanState;
 
-static void fill_pipeline(DalpScanState *st);
+static void fill_pipeline(DalpScanState *st, int awaited);
+static void refill_pipeline(void *arg);
 static void remember_page_ids(DalpScanState *st, bool first_page);
 static bool seen_on_previous_page(DalpScanState *st, int index);
 static List *read_outer(ForeignScanState *node, DalpScanState *st);
@@ -982,9 +983,15 @@ receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
 		/* a page still on its way is parsed as it arrives */
 		if (!dalp_http_done(req))
 			dalp_json_parser_activate(parser);
-		result = dalp_http_wait(req);
+
+		/*
+		 * Where every row is wanted, a page that arrives meanwhile frees its
+		 * slot for the next request at once (fill_pipeline).
+		 */
+		result = dalp_http_wait_refill(req, st->every_row ? refill_pipeline : NULL,
+									   st);
 		/* the next request leaves before this page is parsed and decoded */
-		fill_pipeline(st);
+		fill_pipeline(st, 0);
 		dalp_json_parser_activate(parser);
 	}
 	count_result(st, result);
@@ -1326,12 +1333,13 @@ launch(DalpScanState *st, int stream_index, int64 offset)
  * early, cannot keep the current stream's pages waiting; they may wait no
  * more than the window in number, the current stream's pages twice that,
  * so that memory stays bounded.  Where a LIMIT may stop the scan, every
- * page not consumed holds a slot.
+ * page not consumed holds a slot.  awaited counts the pages requested but
+ * not in st->pending: the one next_page waits for (refill_pipeline).
  */
 static void
-fill_pipeline(DalpScanState *st)
+fill_pipeline(DalpScanState *st, int awaited)
 {
-	int			busy = 0;
+	int			busy = awaited;
 	ListCell   *lc;
 
 	foreach(lc, st->pending)
@@ -1346,7 +1354,7 @@ fill_pipeline(DalpScanState *st)
 			continue;
 		if (!stream->started)
 		{
-			if (list_length(st->pending) >= waiting)
+			if (list_length(st->pending) + awaited >= waiting)
 				break;
 			launch(st, s, stream->next_offset);
 			busy++;
@@ -1354,12 +1362,22 @@ fill_pipeline(DalpScanState *st)
 		while (stream->extent >= 0 && !stream_is_single(st) &&
 			   stream->next_offset < stream->extent &&
 			   (stream->end < 0 || stream->next_offset < stream->end) &&
-			   busy < st->window && list_length(st->pending) < waiting)
+			   busy < st->window && list_length(st->pending) + awaited < waiting)
 		{
 			launch(st, s, stream->next_offset);
 			busy++;
 		}
 	}
+}
+
+/*
+ * While next_page waits for its page, which is no longer in st->pending
+ * and holds a slot until it arrives, another page arrived.
+ */
+static void
+refill_pipeline(void *arg)
+{
+	fill_pipeline((DalpScanState *) arg, 1);
 }
 
 /* Stop a requested page's transfer, then free its parser. */
@@ -1483,7 +1501,7 @@ next_page(DalpScanState *st)
 		(st->pending == NIL ||
 		 ((DalpPending *) linitial(st->pending))->stream != st->cur_stream))
 		launch(st, st->cur_stream, stream->next_offset);
-	fill_pipeline(st);
+	fill_pipeline(st, 0);
 
 	p = (DalpPending *) linitial(st->pending);
 	st->pending = list_delete_first(st->pending);
@@ -1526,7 +1544,7 @@ next_page(DalpScanState *st)
 		 */
 		stream->extent = st->page.total;
 		if (st->every_row && (st->res->marker == NULL || st->held != NULL))
-			fill_pipeline(st);
+			fill_pipeline(st, 0);
 	}
 	if (st->id_paths != NIL && !single)
 		remember_page_ids(st, offset == st->offset);

@@ -13,7 +13,8 @@
 #     request (and the item) in every read path, never rows of NULLs.
 #  3. json-c's memory is freed on every path: 300 errors raised in the middle
 #     of decoding leave the backend's resident memory where it was.
-#  4. A cancel stops the parse of a long body within a second.
+#  4. Bytes that are not UTF-8 are refused as such, wherever they are.
+#  5. A cancel stops the parse of a long body within a second.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -69,6 +70,15 @@ SHAPES = {
     "total_text": b'{"data": [{"id": "0x1", "type": "bond"}], "meta": {"total": "many"}}',
 }
 
+# bytes that are not UTF-8, inside a string (plain, after a backslash, at a
+# 16-byte boundary) and outside one: each refused as such
+BAD_UTF8 = [b"\x80", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe4\xb8",
+            b"\xff", b"\\\xff", b"x" * 15 + b"\xc3\x28"]
+def bad_utf8(k):
+    if k == len(BAD_UTF8):
+        return b'{"data": [{"id": "0x1", "name": "n"}\xc3\x28], "meta": {"total": 1}}'
+    return b'{"data": [{"id": "0x1", "name": "F' + BAD_UTF8[k] + b'\xc3\xa9"}], "meta": {"total": 1}}'
+
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -106,6 +116,8 @@ class H(BaseHTTPRequestHandler):
             return self.send(body)
         if name == "late":
             return self.send(late)
+        if name.startswith("utf8_"):
+            return self.send(bad_utf8(int(name[5:])))
         if name in ("whole", "whole_escaped"):
             return self.send(split if name == "whole" else split_escaped)
         if name in ("split", "split_escaped"):
@@ -268,7 +280,17 @@ for variant in "" _escaped; do
     dalp_die "unexpected rows from the split body: ${whole:0:300}"
 done
 
-# 5. A cancel lands while a long body is parsed as it arrives.
+# 5. Bytes that are not UTF-8 are refused where they are, in a string or
+#    outside one (the pre-scan checks UTF-8 only where a byte of 0x80 or more
+#    appears).
+for k in 0 1 2 3 4 5 6 7 8; do
+  mode "utf8_$k"
+  out=$(dalp_psql -X -tA -v ON_ERROR_STOP=0 -c "SELECT name FROM lim_factories" 2>&1 || true)
+  grep -qE 'ERROR: .*not valid JSON' <<<"$out" && grep -q 'bytes that are not valid UTF-8 at byte' <<<"$out" ||
+    dalp_die "body utf8_$k: expected an error about bytes that are not UTF-8, got: $out"
+done
+
+# 6. A cancel lands while a long body is parsed as it arrives.
 mode slow
 sess_open
 sess_send "SELECT count(name) FROM lim_factories;"
@@ -283,4 +305,4 @@ grep -q 'canceling statement due to user request' <<<"$SESS_OUT" ||
 sess_close
 
 dalp_psql -q -c "DROP SERVER lim CASCADE"
-echo "ok: bodies in pieces parse as whole ones; peak memory over a warm backend (bound $((bound_kb / 1024)) MB): ${report[*]}; wrong shapes refused in 6 read paths; 300 errors mid-decoding: RSS ${rss_before} -> ${rss_after} kB; cancel in ${cancel_ms} ms"
+echo "ok: bodies in pieces parse as whole ones; peak memory over a warm backend (bound $((bound_kb / 1024)) MB): ${report[*]}; wrong shapes refused in 6 read paths; 9 bodies that are not UTF-8 refused; 300 errors mid-decoding: RSS ${rss_before} -> ${rss_after} kB; cancel in ${cancel_ms} ms"
