@@ -52,12 +52,30 @@ def verdict(ok):
     return "**met**" if ok else "**missed**"
 
 
+def brief(path):
+    """The rows of a run of some rows only (BENCH_ROWS): one line each."""
+    with open(path) as f:
+        for line in f:
+            m = json.loads(line)
+            if m["id"].startswith("mem_"):
+                print("%-14s %s" % (m["id"], ", ".join("%s %s" % kv for kv in m.items() if kv[0] != "id")))
+                continue
+            row = Row(m, 1)
+            print("%-14s c%-2d %3d ms  median %s s (%s - %s)%s" % (
+                row.id, row.concurrency, row.latency_ms, fmt_s(row.median), fmt_s(min(row.times)),
+                fmt_s(max(row.times)), "  backend CPU %s s" % fmt_s(row.cpu) if row.cpu is not None else ""))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--measurements", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
     ap.add_argument("--meta", action="append", default=[])
+    ap.add_argument("--brief", action="store_true")
     args = ap.parse_args()
+    if args.brief:
+        brief(args.measurements)
+        return
     meta = dict(kv.split("=", 1) for kv in args.meta)
     runs, events, page_size = int(meta["runs"]), int(meta["events"]), int(meta["page_size"])
     latency = int(meta["latency_ms"])
@@ -234,25 +252,27 @@ def main():
       "where pages overlap, dalp_fdw's concurrency decides (targets)."
       % (order.index("py") + 1, fmt_s(r["py"].median), r["py"].median / r["fdw_plain"].median,
          order.index("fdw_plain") + 1, fmt_s(r["fdw_plain"].median)))
-    c8_conns = r["fdw_c8"].stats["connections_opened"] + r["fdw_c8_lat"].stats["connections_opened"]
-    if c8_conns > 0:
-        w("- At concurrency 8 the session opened %d connections over its %d measured scans "
-          "(concurrency 4: %d): by default libcurl sizes its connection cache at 4 per easy handle "
-          "added at the time, and http.c removes a handle when its transfer ends, so at the tail "
-          "of a burst the cache shrinks and closes connections. The raw client sets "
-          "`CURLMOPT_MAXCONNECTS` to its concurrency and opens none after its first scan; "
-          "http.c could do the same."
-          % (c8_conns, 2 * runs,
-             r["fdw_c4"].stats["connections_opened"] + r["fdw_c4_lat"].stats["connections_opened"]))
+    opened = {k: r[k].stats["connections_opened"] for k in ("fdw_c4", "fdw_c8", "fdw_c4_lat", "fdw_c8_lat")}
+    if opened["fdw_c4"] == opened["fdw_c8"] == 0 and opened["fdw_c4_lat"] == 3 and opened["fdw_c8_lat"] == 7:
+        w("- Connections: with 20 ms latency the sessions at concurrency 4 and 8 opened 3 and 7 "
+          "connections over their measured scans, all in the first: their warm-up (`LIMIT 1`) "
+          "needs one request, so one connection; the first full scan opens the others and keeps "
+          "them (http.c keeps up to 32 idle, `CURLMOPT_MAXCONNECTS`). Without latency, where the "
+          "warm-up is a full scan, none.")
+    else:
+        w("- Connections opened over the measured scans: %s." % ", ".join(
+            "%s %d" % (k, v) for k, v in sorted(opened.items())))
     w("- The PL/Python peer returns only `id` and `amount`, the least such a function would; "
       "returning every event column would make it slower still.")
     lat8, floor8, raw8 = r["fdw_c8_lat"], r["raw_fetch_lat"], r["raw_c8_lat"]
     w("- With %d ms latency and concurrency 8, the raw client fetching without decompressing or "
       "parsing (row %d) needs %s s, %.2f× the ideal: each request costs the simulator and HTTP "
       "a little over %d ms. dalp_fdw needs %.2f× that, the raw client %.2f×. The raw client "
-      "sends a finished request's successor before it parses the page; dalp_fdw sends it when "
-      "the executor has consumed the page, so the backend's work per page (%.2f ms of CPU here, "
-      "decompression included) adds to the cycle of every request slot."
+      "sends a finished request's successor before it parses the page. dalp_fdw sends it as soon "
+      "as it sees the transfer end: while it waits for a page, when a page has arrived and when "
+      "it is parsed; a transfer that ends while the executor reads a page's rows is seen when "
+      "the next page is asked for, so part of the backend's work per page (%.2f ms of CPU here, "
+      "decompression included) still adds to a request slot's cycle."
       % (latency, order.index("raw_fetch_lat") + 1, fmt_s(floor8.median), floor8.median / ideal,
          latency, lat8.median / floor8.median, raw8.median / floor8.median,
          1000 * lat8.cpu / pages))

@@ -13,7 +13,10 @@
 #
 # Environment: BENCH_PGPORT [54339], BENCH_SIM_PORT [18930] (the memory
 # simulator takes the next port), BENCH_RUNS [5] (measured runs per row,
-# the median is reported), BENCH_RESULTS [bench/results.md].
+# the median is reported), BENCH_RESULTS [bench/results.md], BENCH_ROWS
+# [all]: while iterating, only the rows whose ids are listed (as in the
+# measurements: fdw_c4 raw_c4 fdw_c8_lat raw_c8_lat mem ...), printed
+# rather than written to BENCH_RESULTS.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export DALP_PGPORT=${BENCH_PGPORT:-54339}
@@ -45,6 +48,10 @@ url=$DALP_SIM_LAST_URL
 simpid=$(<"$DALP_TMPDIR/sim.$SIM_PORT.pid")
 MEASUREMENTS=$DALP_TMPDIR/measurements.jsonl
 : >"$MEASUREMENTS"
+
+ROWS=${BENCH_ROWS:-}
+# want ID: is the row ID measured in this run?
+want() { [[ -z $ROWS || " $ROWS " == *" $1 "* ]]; }
 
 simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$1" "${@:2}" >/dev/null; }
 record() { printf '%s\n' "$1" >>"$MEASUREMENTS"; }
@@ -82,6 +89,7 @@ py_query="SELECT sum(amount) FROM bench_py_events('$url', '$DALP_API_KEY', '$tok
 # session; with SERVER, also dalp_fdw.stats() of those runs.
 measure_sql() {
   local id=$1 label=$2 conc=$3 lat=$4 server=$5 warmup=$6 query=$7 runs=${8:-$RUNS} out
+  want "$id" || return 0
   dalp_log "$label, concurrency $conc, latency $lat ms: $runs runs"
   out=$(dalp_psql -qtA <<SQL
 \\o /dev/null
@@ -102,6 +110,7 @@ SQL
 measure_raw() {
   local id=$1 label=$2 conc=$3 lat=$4 s0 s1 out
   shift 4
+  want "$id" || return 0
   dalp_log "$label, concurrency $conc, latency $lat ms: $RUNS runs"
   s0=$(sim_cpu_ms "$simpid")
   out=$("$RAW" "$url" "$DALP_API_KEY" "$token" -c "$conc" -r "$RUNS" "$@") ||
@@ -113,6 +122,7 @@ measure_raw() {
 # Without latency.  The first scan renders every page in the simulator,
 # which keeps them: it is timed as the cold run, the others are warm.
 measure_sql fdw_cold "dalp_fdw, cold simulator cache" 4 0 bench_c4 "SELECT 1" "$(fdw_query 4)" 1
+want fdw_cold || dalp_psql -qtAc "$(fdw_query 4)" >/dev/null
 for c in 4 1 8; do
   measure_sql "fdw_c$c" dalp_fdw "$c" 0 "bench_c$c" "$(fdw_query "$c")" "$(fdw_query "$c")"
 done
@@ -138,6 +148,11 @@ measure_raw raw_fetch_lat "raw client, fetch only (no gzip, no parsing)" 8 "$LAT
 measure_sql py_lat "PL/Python peer" 1 "$LATENCY_MS" "" "$py_query LIMIT 1" "$py_query"
 simctl "$url" faults '{}'
 dalp_stop_sim "$SIM_PORT"
+
+if [[ -n $ROWS ]] && ! want mem; then
+  "$DALP_PYTHON" "$BENCH_DIR/report.py" --brief --measurements "$MEASUREMENTS"
+  exit 0
+fi
 
 # Peak memory: a fresh backend per scan, VmHWM read by the backend itself.
 dalp_start_sim --port "$MEM_SIM_PORT" --big-token-events "$MEM_EVENTS"
@@ -166,6 +181,10 @@ record "{\"id\": \"mem_idle\", \"hwm_kb\": $(dalp_psql -tAc "SELECT bench_backen
 measure_memory mem_small "LIMIT $MEM_SMALL"
 measure_memory mem_big ""
 
+if [[ -n $ROWS ]]; then
+  "$DALP_PYTHON" "$BENCH_DIR/report.py" --brief --measurements "$MEASUREMENTS"
+  exit 0
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 "$DALP_PYTHON" "$BENCH_DIR/report.py" \
   --measurements "$MEASUREMENTS" --out "$RESULTS" \

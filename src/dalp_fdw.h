@@ -296,6 +296,7 @@ extern DalpHttpResult *dalp_http_wait(DalpHttpRequest *req);
 extern DalpHttpResult *dalp_http_wait_refill(DalpHttpRequest *req,
 											 void (*refill) (void *arg),
 											 void *arg);
+extern void dalp_http_poll(void);
 extern bool dalp_http_done(const DalpHttpRequest *req);
 extern void dalp_http_abandon(DalpHttpRequest *req);
 extern DalpHttpResult *dalp_http_get(const DalpConnConfig *conf,

@@ -1387,8 +1387,19 @@ dalp_http_wait(DalpHttpRequest *req)
 }
 
 /*
+ * Let every request make progress without waiting, so that dalp_http_done
+ * is up to date.
+ */
+void
+dalp_http_poll(void)
+{
+	(void) http_progress();
+}
+
+/*
  * Has the request ended (its result waiting for dalp_http_wait)?  As of the
- * last time requests made progress: in dalp_http_start or dalp_http_wait.
+ * last time requests made progress: in dalp_http_start, dalp_http_wait or
+ * dalp_http_poll.
  */
 bool
 dalp_http_done(const DalpHttpRequest *req)

@@ -316,6 +316,7 @@ static bool
 process(DalpJsonParser *p, const char *s, size_t n)
 {
 	static const char not_utf8[] = "bytes that are not valid UTF-8";
+	static const char nul_name[] = "a member name holding \\u0000";
 	size_t		base = p->scanned;
 	size_t		seg = 0;		/* first byte not yet given to json-c */
 	size_t		i = 0;
@@ -355,6 +356,26 @@ process(DalpJsonParser *p, const char *s, size_t n)
 					in_string = false;
 					name_nul = p->string_nul;
 					i++;
+
+					/*
+					 * Most strings end in ":" or "," and another string:
+					 * those two bytes as the switch below takes them.
+					 */
+					if (n - i >= 2 && s[i + 1] == '"' &&
+						(s[i] == ':' || s[i] == ','))
+					{
+						if (s[i] == ':')
+						{
+							if (name_nul)
+								return refuse(p, nul_name, base + i);
+							cost += COST_MEMBER;
+						}
+						in_string = true;
+						p->string_nul = false;
+						name_nul = false;
+						cost += COST_VALUE;
+						i += 2;
+					}
 					continue;
 				}
 			}
@@ -409,7 +430,7 @@ process(DalpJsonParser *p, const char *s, size_t n)
 				break;
 			case ':':
 				if (name_nul)
-					return refuse(p, "a member name holding \\u0000", base + i);
+					return refuse(p, nul_name, base + i);
 				cost += COST_MEMBER;
 				break;
 			case '{':

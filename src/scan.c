@@ -1540,11 +1540,15 @@ next_page(DalpScanState *st)
 		 * page itself, as the collection may grow meanwhile.  With the
 		 * window open, they leave before this page's rows are returned
 		 * (unless the stream is to be read again between change markers:
-		 * it has one and is not read between them yet).
+		 * it has one and is not read between them yet), as do the
+		 * successors of the pages that arrived while this one was parsed.
 		 */
 		stream->extent = st->page.total;
 		if (st->every_row && (st->res->marker == NULL || st->held != NULL))
+		{
+			dalp_http_poll();
 			fill_pipeline(st, 0);
+		}
 	}
 	if (st->id_paths != NIL && !single)
 		remember_page_ids(st, offset == st->offset);
