@@ -293,9 +293,9 @@ typedef struct DalpBodySink
 extern DalpHttpRequest *dalp_http_start(const DalpConnConfig *conf,
 										const char *path, DalpBodySink *sink);
 extern DalpHttpResult *dalp_http_wait(DalpHttpRequest *req);
-extern DalpHttpResult *dalp_http_wait_refill(DalpHttpRequest *req,
-											 void (*refill) (void *arg),
-											 void *arg);
+extern DalpHttpResult *dalp_http_wait_hook(DalpHttpRequest *req,
+										   void (*hook) (void *arg, bool others_ended),
+										   void *arg);
 extern void dalp_http_poll(void);
 extern bool dalp_http_done(const DalpHttpRequest *req);
 extern void dalp_http_abandon(DalpHttpRequest *req);
@@ -472,6 +472,7 @@ typedef struct DalpJsonParser DalpJsonParser;
 extern DalpJsonParser *dalp_json_parser_create(int64 max_response_bytes,
 											   bool active);
 extern DalpBodySink *dalp_json_parser_sink(DalpJsonParser *parser);
+extern void dalp_json_parser_catch_up(DalpJsonParser *parser);
 extern void dalp_json_parser_activate(DalpJsonParser *parser);
 extern void dalp_json_parser_free(DalpJsonParser *parser);
 

@@ -165,7 +165,7 @@ static uint64 dalp_multi_generation = 0;
 static dlist_head dalp_requests = DLIST_STATIC_INIT(dalp_requests);
 static int	dalp_nactive = 0;
 
-/* Requests that have ended so far (see dalp_http_wait_refill). */
+/* Requests that have ended so far (see dalp_http_wait_hook). */
 static uint64 dalp_nended = 0;
 
 /* Oldest first, so that the cache evicts the least recently used. */
@@ -1323,13 +1323,14 @@ dalp_http_start(const DalpConnConfig *conf, const char *path,
 
 /*
  * Drive every request in flight until this one is finished, and return its
- * result.  The request is released in all cases.  While waiting, refill (if
- * not NULL) is called whenever another request has ended, so that the
- * caller can send its successor at once rather than when this one is done.
+ * result.  The request is released in all cases.  While it is not finished,
+ * hook (if not NULL) is called after every step of progress, saying whether
+ * another request has ended since the last call: the caller can send that
+ * one's successor at once, and work on the bytes that have arrived.
  */
 DalpHttpResult *
-dalp_http_wait_refill(DalpHttpRequest *req, void (*refill) (void *arg),
-					  void *arg)
+dalp_http_wait_hook(DalpHttpRequest *req,
+					void (*hook) (void *arg, bool others_ended), void *arg)
 {
 	DalpHttpResult *res;
 	DalpServerStats *stats = dalp_stats_for(req->conf.serverid);
@@ -1357,12 +1358,15 @@ dalp_http_wait_refill(DalpHttpRequest *req, void (*refill) (void *arg),
 
 		if (req->state == DALP_REQ_DONE)
 			break;
-		if (refill != NULL && dalp_nended != ended)
+		if (hook != NULL)
 		{
+			bool		others_ended = dalp_nended != ended;
+
 			ended = dalp_nended;
-			refill(arg);
-			/* what refill started makes progress before any sleep */
-			continue;
+			hook(arg, others_ended);
+			/* what hook started makes progress before any sleep */
+			if (others_ended)
+				continue;
 		}
 		budget_waiting = req->state == DALP_REQ_WAITING &&
 			(req->wait_kind == DALP_WAIT_RATE_LIMIT ||
@@ -1383,7 +1387,7 @@ dalp_http_wait_refill(DalpHttpRequest *req, void (*refill) (void *arg),
 DalpHttpResult *
 dalp_http_wait(DalpHttpRequest *req)
 {
-	return dalp_http_wait_refill(req, NULL, NULL);
+	return dalp_http_wait_hook(req, NULL, NULL);
 }
 
 /*

@@ -6,14 +6,16 @@
  *		  PostgreSQL memory context.
  *
  * http.c hands every byte of a 2xx body to the request's DalpJsonParser as
- * libcurl receives it.  The parser of the page a scan waits for next is
- * active: it parses the bytes as they arrive, while the other pages in
- * flight are still on their way.  The others hold their bytes until their
- * turn (dalp_json_parser_activate), so that a page's tree is built just
- * before its rows are read, while it is in the CPU's caches, and at most two
- * trees exist at a time.  json-c parses (JSON_TOKENER_STRICT).  Before
- * json-c sees a byte, a pre-scan over the raw bytes does what json-c does
- * not:
+ * libcurl receives it.  A parser of a single GET is active: it parses the
+ * bytes as they arrive.  A scan's parsers hold their bytes: the page the
+ * scan waits for next parses what has arrived each time the wait wakes up
+ * (dalp_json_parser_catch_up), outside libcurl, so that the pages that end
+ * meanwhile are seen, and their successors sent, before it is parsed; the
+ * pages behind it wait for their turn (dalp_json_parser_activate), so that
+ * a page's tree is built just before its rows are read, while it is in the
+ * CPU's caches, and at most two trees exist at a time.  json-c parses
+ * (JSON_TOKENER_STRICT).  Before json-c sees a byte, a pre-scan over the raw
+ * bytes does what json-c does not:
  *
  * - It bounds the cost.  json-c allocates every value on its own: about 800
  *   bytes for an empty object, 160 for an array, 110 for a number, so a
@@ -525,20 +527,17 @@ hold(DalpJsonParser *p, const char *data, size_t len)
 }
 
 /*
- * The sink: bytes as libcurl received them.  Runs inside libcurl: no
- * palloc, no ERROR.  A character cut at the end of the chunk waits for the
+ * Parse the next bytes of the body.  No palloc, no ERROR (the sink runs it
+ * inside libcurl).  A character cut at the end of the chunk waits for the
  * rest of it.
  */
 static bool
-parser_consume(void *arg, const char *data, size_t len)
+parse_bytes(DalpJsonParser *p, const char *data, size_t len)
 {
-	DalpJsonParser *p = (DalpJsonParser *) arg;
 	size_t		whole;
 
-	if (p->refusal != NULL || p->no_memory)
+	if (p->refusal != NULL)
 		return false;
-	if (!p->active)
-		return hold(p, data, len);
 	if (p->ended)
 	{
 		/* after the top-level value: whitespace only, json-c has finished */
@@ -584,6 +583,19 @@ parser_consume(void *arg, const char *data, size_t len)
 	return true;
 }
 
+/* The sink: bytes as libcurl received them, parsed or held. */
+static bool
+parser_consume(void *arg, const char *data, size_t len)
+{
+	DalpJsonParser *p = (DalpJsonParser *) arg;
+
+	if (p->refusal != NULL || p->no_memory)
+		return false;
+	if (!p->active)
+		return hold(p, data, len);
+	return parse_bytes(p, data, len);
+}
+
 /*
  * A parser for one response of at most max_response_bytes, in a memory
  * context of its own under CurrentMemoryContext.  An active parser parses
@@ -622,30 +634,38 @@ dalp_json_parser_sink(DalpJsonParser *parser)
 }
 
 /*
- * Parse from now on the bytes as they arrive, after those that arrived
- * before, a chunk at a time with a check for interrupts between chunks.  A
- * scan activates the parser of the page it waits for next: the pages in
- * flight behind it are held as bytes, and parsed just before their rows
- * are read, while their tree is in the CPU's caches.
+ * Parse the bytes held so far, a chunk at a time with a check for
+ * interrupts between chunks; the buffer then holds the bytes to come.
+ */
+void
+dalp_json_parser_catch_up(DalpJsonParser *parser)
+{
+	const size_t chunk = 65536;
+
+	for (size_t at = 0; at < parser->held_len; at += chunk)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!parse_bytes(parser, parser->held + at,
+						 Min(chunk, parser->held_len - at)))
+			break;
+	}
+	parser->held_len = 0;
+}
+
+/*
+ * Parse the bytes held so far, and from now on the bytes as they arrive:
+ * the page's turn has come.
  */
 void
 dalp_json_parser_activate(DalpJsonParser *parser)
 {
-	const size_t chunk = 65536;
-
 	if (parser->active)
 		return;
+	dalp_json_parser_catch_up(parser);
 	parser->active = true;
-	for (size_t at = 0; at < parser->held_len; at += chunk)
-	{
-		CHECK_FOR_INTERRUPTS();
-		if (!parser_consume(parser, parser->held + at,
-							Min(chunk, parser->held_len - at)))
-			break;
-	}
 	free(parser->held);
 	parser->held = NULL;
-	parser->held_len = parser->held_cap = 0;
+	parser->held_cap = 0;
 }
 
 /* Free the parser and its document now. */

@@ -86,7 +86,7 @@ typedef struct DalpPending
 	int			stream;
 	int64		offset;
 	char	   *path;
-	DalpJsonParser *parser;		/* parses the body as it arrives */
+	DalpJsonParser *parser;		/* holds the body until its turn */
 	DalpHttpRequest *req;
 } DalpPending;
 
@@ -174,8 +174,15 @@ typedef struct DalpScanState
 	int64		bytes;
 } DalpScanState;
 
+/* What next_page waits for (while_waiting): a page of the scan. */
+typedef struct DalpAwait
+{
+	DalpScanState *st;
+	DalpJsonParser *parser;
+} DalpAwait;
+
 static void fill_pipeline(DalpScanState *st, int awaited);
-static void refill_pipeline(void *arg);
+static void while_waiting(void *arg, bool others_ended);
 static void remember_page_ids(DalpScanState *st, bool first_page);
 static bool seen_on_previous_page(DalpScanState *st, int index);
 static List *read_outer(ForeignScanState *node, DalpScanState *st);
@@ -957,8 +964,8 @@ page_is_last(const DalpPage *page, int64 offset, int requested)
 }
 
 /*
- * Wait for a requested page, which parser parsed as it arrived (or GET it
- * when req is NULL), count it, check its status and make it st->page, the
+ * Wait for a requested page, whose parser parses its bytes as they arrive
+ * while the scan waits (or GET it when req is NULL), count it, check its status and make it st->page, the
  * parsed document then belonging to page_cxt.  False for a 404 the caller
  * treats as "no item".
  */
@@ -980,17 +987,10 @@ receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
 	}
 	else
 	{
-		/* a page still on its way is parsed as it arrives */
-		if (!dalp_http_done(req))
-			dalp_json_parser_activate(parser);
+		DalpAwait	await = {st, parser};
 
-		/*
-		 * Where every row is wanted, a page that arrives meanwhile frees its
-		 * slot for the next request at once (fill_pipeline).
-		 */
-		result = dalp_http_wait_refill(req, st->every_row ? refill_pipeline : NULL,
-									   st);
-		/* the next request leaves before this page is parsed and decoded */
+		result = dalp_http_wait_hook(req, while_waiting, &await);
+		/* the next request leaves before the rest of this page is parsed */
 		fill_pipeline(st, 0);
 		dalp_json_parser_activate(parser);
 	}
@@ -1334,7 +1334,7 @@ launch(DalpScanState *st, int stream_index, int64 offset)
  * more than the window in number, the current stream's pages twice that,
  * so that memory stays bounded.  Where a LIMIT may stop the scan, every
  * page not consumed holds a slot.  awaited counts the pages requested but
- * not in st->pending: the one next_page waits for (refill_pipeline).
+ * not in st->pending: the one next_page waits for (while_waiting).
  */
 static void
 fill_pipeline(DalpScanState *st, int awaited)
@@ -1371,13 +1371,19 @@ fill_pipeline(DalpScanState *st, int awaited)
 }
 
 /*
- * While next_page waits for its page, which is no longer in st->pending
- * and holds a slot until it arrives, another page arrived.
+ * While next_page waits for its page (no longer in st->pending, it holds a
+ * slot until it arrives): where every row is wanted, a page that arrived
+ * meanwhile frees its slot for the next request at once; then the bytes of
+ * the page waited for that have arrived are parsed.
  */
 static void
-refill_pipeline(void *arg)
+while_waiting(void *arg, bool others_ended)
 {
-	fill_pipeline((DalpScanState *) arg, 1);
+	DalpAwait  *await = (DalpAwait *) arg;
+
+	if (others_ended && await->st->every_row)
+		fill_pipeline(await->st, 1);
+	dalp_json_parser_catch_up(await->parser);
 }
 
 /* Stop a requested page's transfer, then free its parser. */
