@@ -269,8 +269,9 @@ def main():
       "parsing (row %d) needs %s s, %.2f× the ideal: each request costs the simulator and HTTP "
       "a little over %d ms. dalp_fdw needs %.2f× that, the raw client %.2f×. The raw client "
       "sends a finished request's successor before it parses the page. dalp_fdw sends it as soon "
-      "as it sees the transfer end: while it waits for a page, when a page has arrived and when "
-      "it is parsed; a transfer that ends while the executor reads a page's rows is seen when "
+      "as it sees the transfer end: while it waits for a page (whose bytes it parses between the "
+      "steps of the wait, outside libcurl, after sending the successors of the transfers that "
+      "ended in the step), when a page has arrived and when it is parsed; a transfer that ends while the executor reads a page's rows is seen when "
       "the next page is asked for, so part of the backend's work per page (%.2f ms of CPU here, "
       "decompression included) still adds to a request slot's cycle."
       % (latency, order.index("raw_fetch_lat") + 1, fmt_s(floor8.median), floor8.median / ideal,
