@@ -3,14 +3,15 @@ MODULE_big = dalp_fdw
 OBJS = \
 	src/activity.o \
 	src/catalog.o \
+	src/counts.o \
 	src/decode.o \
+	src/deparse.o \
 	src/http.o \
 	src/import.o \
 	src/json.o \
 	src/ledger.o \
 	src/options.o \
 	src/plan.o \
-	src/request.o \
 	src/scan.o \
 	src/shmem.o \
 	src/stats.o \

@@ -23,6 +23,7 @@
 #include "nodes/pathnodes.h"
 #include "nodes/pg_list.h"
 #include "nodes/plannodes.h"
+#include "utils/hsearch.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -463,6 +464,33 @@ extern int64 dalp_api_count(const char *text, const char *what,
 extern int64 dalp_add_counts(int64 a, int64 b, const char *what);
 
 /* ----------------------------------------------------------------
+ * Strings with a count each, in the order first seen (counts.c)
+ * ----------------------------------------------------------------
+ */
+
+/* A value of a facet field and how many items have it. */
+typedef struct DalpFacetCount
+{
+	char	   *value;			/* first: the key of a DalpCounts' hash */
+	int64		count;
+} DalpFacetCount;
+
+typedef struct DalpCounts
+{
+	HTAB	   *hash;			/* DalpFacetCount entries, keyed by value;
+								 * NULL until the first value */
+	List	   *entries;		/* the same entries, first seen first */
+	MemoryContext cxt;			/* current when the first value was added:
+								 * holds them all */
+} DalpCounts;
+
+/* All zeroes is an empty DalpCounts (read_all_pages zeroes its *arg). */
+#define DALP_COUNTS_EMPTY {NULL, NIL, NULL}
+
+extern bool dalp_counts_add(DalpCounts *counts, const char *value, int64 n);
+extern bool dalp_counts_contain(const DalpCounts *counts, const char *value);
+
+/* ----------------------------------------------------------------
  * JSON (json.c): responses parsed by json-c as they arrive
  * ----------------------------------------------------------------
  */
@@ -532,13 +560,6 @@ typedef struct DalpPage
 	const char *display_path;	/* for errors */
 } DalpPage;
 
-/* A value of a facet field and how many items have it. */
-typedef struct DalpFacetCount
-{
-	char	   *value;			/* first: the key of scan.c's hash tables */
-	int64		count;
-} DalpFacetCount;
-
 extern void dalp_raise_for_status(const DalpHttpResult *res,
 								  const char *display_path,
 								  const char *secret);
@@ -564,19 +585,7 @@ extern Datum dalp_text_to_datum(DalpColumnBinding *b, const char *text,
 								const char *display_path);
 
 /* ----------------------------------------------------------------
- * Requests (request.c): building paths and query strings
- * ----------------------------------------------------------------
- */
-
-extern void dalp_append_query_param(StringInfo buf, const char *key,
-									const char *value);
-extern char *dalp_decode_for_display(const char *path);
-extern int	dalp_hex_value(char c);
-extern char *dalp_expand_path(const char *tmpl, const char *token,
-							  const char *key);
-
-/* ----------------------------------------------------------------
- * Planning (plan.c) and execution (scan.c)
+ * Request building (deparse.c): what the API can take and its exact text
  * ----------------------------------------------------------------
  */
 
@@ -597,6 +606,69 @@ typedef struct DalpCond
 	int			op;				/* one DALP_OP_* bit */
 	bool		exact;			/* the API evaluates it exactly as SQL */
 } DalpCond;
+
+/*
+ * One variant of the filters: a scan reads each token once per variant.
+ * Every condition is added to each variant; an IN list longer than the
+ * API's cap multiplies the variants by its chunks, and a search key with
+ * several values by its values (each variant echoes its own).
+ */
+typedef struct DalpVariant
+{
+	char	   *filters;		/* encoded "k=v&k=v", or "" */
+	char	   *search_value;	/* what the search column returns, or NULL */
+} DalpVariant;
+
+/* The requests of a scan, as its conditions shape them. */
+typedef struct DalpRequestSet
+{
+	List	   *tokens;			/* the tokens to read, when constrained */
+	bool		constrained;	/* false: every token (or none needed) */
+	List	   *variants;		/* DalpVariant *: the filters of each read */
+	char	   *item_key;		/* the single-item key, or NULL */
+} DalpRequestSet;
+
+struct ExplainState;
+
+extern void dalp_append_query_param(StringInfo buf, const char *key,
+									const char *value);
+extern char *dalp_decode_for_display(const char *path);
+extern int	dalp_hex_value(char c);
+extern char *dalp_expand_path(const char *tmpl, const char *token,
+							  const char *key);
+extern char *dalp_value_to_api_text(Datum value, Oid typid);
+extern bool dalp_collation_is_c(Oid collation);
+extern List *dalp_conds_to_private(List *conds);
+extern List *dalp_conds_from_private(const DalpResourceDef *res,
+									 List *private_conds);
+extern void dalp_request_set_init(DalpRequestSet *rs);
+extern bool dalp_request_set_add(DalpRequestSet *rs, const DalpCond *cond,
+								 int op, List *texts, bool explain);
+extern bool dalp_plan_requests(List *conds, Datum *values, bool *nulls,
+							   bool *skip, List *given_tokens,
+							   bool *tokens_constrained, List **tokens,
+							   List **variants, char **item_key);
+extern bool dalp_cond_constant_filters(const DalpResourceDef *res,
+									   List *conds, List *values,
+									   const char *table_token,
+									   List **token_values, char **filters);
+extern char *dalp_build_path_text(const DalpResourceDef *res,
+								  const char *token, const char *item_key,
+								  const char *sort, const char *filters,
+								  const char *offset, const char *limit);
+extern char *dalp_build_path(const DalpResourceDef *res, const char *token,
+							 const char *item_key, const char *sort,
+							 const char *filters, int64 offset, int limit);
+extern char *dalp_build_count_path(const DalpResourceDef *res,
+								   const char *token, const char *filters);
+extern char *dalp_explain_expr(struct ExplainState *es, Expr *expr);
+extern char *dalp_explain_value(struct ExplainState *es, const DalpCond *cond,
+								Expr *expr, int *op);
+
+/* ----------------------------------------------------------------
+ * Planning (plan.c) and execution (scan.c)
+ * ----------------------------------------------------------------
+ */
 
 /* What a foreign scan returns. */
 typedef enum DalpScanMode
@@ -652,22 +724,12 @@ extern void dalp_get_foreign_upper_paths(PlannerInfo *root,
 										 RelOptInfo *input_rel,
 										 RelOptInfo *output_rel,
 										 void *extra);
-extern List *dalp_conds_from_private(const DalpResourceDef *res,
-									 List *private_conds);
-extern char *dalp_value_to_api_text(Datum value, Oid typid);
-extern bool dalp_collation_is_c(Oid collation);
 extern DalpColumnBinding *dalp_make_bindings(Relation rel,
 											 const DalpResourceDef *res,
 											 List *attnums, List *positions,
 											 int *nbindings);
 
 /* scan.c: requests shared with planning (remote estimates) */
-extern bool dalp_cond_constant_filters(const DalpResourceDef *res,
-									   List *conds, List *values,
-									   const char *table_token,
-									   List **token_values, char **filters);
-extern char *dalp_build_count_path(const DalpResourceDef *res,
-								   const char *token, const char *filters);
 extern int64 dalp_fetch_total(const DalpConnConfig *conf, const char *path);
 
 /* ----------------------------------------------------------------

@@ -819,48 +819,6 @@ dalp_get_foreign_paths(PlannerInfo *root, RelOptInfo *baserel,
 	add_join_paths(root, baserel, info);
 }
 
-/* Private conditions for fdw_private: (colname, role, op, exact) lists. */
-static List *
-conds_to_private(List *conds)
-{
-	List	   *result = NIL;
-	ListCell   *lc;
-
-	foreach(lc, conds)
-	{
-		DalpCond   *cond = (DalpCond *) lfirst(lc);
-
-		result = lappend(result,
-						 list_make4(makeString(pstrdup(cond->column->name)),
-									makeInteger(cond->role),
-									makeInteger(cond->op),
-									makeBoolean(cond->exact)));
-	}
-	return result;
-}
-
-/* Rebuild DalpConds from ForeignScan.fdw_private. */
-List *
-dalp_conds_from_private(const DalpResourceDef *res, List *private_conds)
-{
-	List	   *conds = NIL;
-	ListCell   *lc;
-
-	foreach(lc, private_conds)
-	{
-		List	   *entry = (List *) lfirst(lc);
-		DalpCond   *cond = palloc(sizeof(DalpCond));
-
-		cond->column = dalp_column_lookup(res, strVal(linitial(entry)));
-		cond->role = (DalpCondRole) intVal(lsecond(entry));
-		cond->op = intVal(lthird(entry));
-		cond->exact = boolVal(lfourth(entry));
-		Assert(cond->column != NULL);
-		conds = lappend(conds, cond);
-	}
-	return conds;
-}
-
 /* ForeignScan.fdw_private, in the order of enum DalpScanPrivateIndex. */
 static List *
 scan_private(PlannerInfo *root, DalpRelInfo *info, List *conds,
@@ -870,7 +828,7 @@ scan_private(PlannerInfo *root, DalpRelInfo *info, List *conds,
 	List	   *result = NIL;
 
 	result = lappend(result, makeString(pstrdup(info->res->name)));
-	result = lappend(result, conds_to_private(conds));
+	result = lappend(result, dalp_conds_to_private(conds));
 	result = lappend(result, attnums);
 	result = lappend(result, makeString(pstrdup(sort)));
 	result = lappend(result, makeInteger(mode));
@@ -1479,44 +1437,3 @@ dalp_get_foreign_upper_paths(PlannerInfo *root, UpperRelationKind stage,
 	}
 }
 
-/*
- * A value as the API expects it in a query string: timestamps as ISO 8601
- * UTC with milliseconds, booleans as true/false, the rest as their text.
- */
-char *
-dalp_value_to_api_text(Datum value, Oid typid)
-{
-	Oid			outfunc;
-	bool		isvarlena;
-
-	if (typid == TIMESTAMPTZOID)
-	{
-		TimestampTz ts = DatumGetTimestampTz(value);
-		struct pg_tm tm;
-		fsec_t		fsec;
-
-		if (TIMESTAMP_NOT_FINITE(ts) ||
-			timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-					 errmsg("timestamp out of range for the DALP API")));
-		return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-						tm.tm_year, tm.tm_mon, tm.tm_mday,
-						tm.tm_hour, tm.tm_min, tm.tm_sec, fsec / 1000);
-	}
-	if (typid == BOOLOID)
-		return pstrdup(DatumGetBool(value) ? "true" : "false");
-	getTypeOutputInfo(typid, &outfunc, &isvarlena);
-	return OidOutputFunctionCall(outfunc, value);
-}
-
-/* Does this collation order strings by code point, as the API does? */
-bool
-dalp_collation_is_c(Oid collation)
-{
-	if (!OidIsValid(collation))
-		return false;
-	if (collation == C_COLLATION_OID || collation == POSIX_COLLATION_OID)
-		return true;
-	return lc_collate_is_c(collation);
-}

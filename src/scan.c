@@ -24,40 +24,18 @@
 #include "access/table.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
-#include "common/hashfn.h"
 #include "common/int.h"
-#include "common/pg_prng.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/ruleutils.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
-
-/*
- * Strings with a count each, in the order first seen: what dedupes the
- * token listing, page ids and IN lists, and counts facet values, in time
- * linear in their number however many there are.  The hash is seeded at
- * random once per backend, so that no server can choose values that all
- * land in one bucket.
- */
-typedef struct DalpCounts
-{
-	HTAB	   *hash;			/* DalpFacetCount entries, keyed by value;
-								 * NULL until the first value */
-	List	   *entries;		/* the same entries, first seen first */
-	MemoryContext cxt;			/* current when the first value was added:
-								 * holds them all */
-} DalpCounts;
-
-/* All zeroes is an empty DalpCounts (read_all_pages zeroes its *arg). */
-#define DALP_COUNTS_EMPTY {NULL, NIL, NULL}
 
 /* A join's outer rows naming one token, consecutive in the outer scan. */
 typedef struct JoinGroup
@@ -187,542 +165,6 @@ static void remember_page_ids(DalpScanState *st, bool first_page);
 static bool seen_on_previous_page(DalpScanState *st, int index);
 static List *read_outer(ForeignScanState *node, DalpScanState *st);
 
-static uint64 counts_seed = 0;
-
-static uint32
-counts_hash(const void *key, Size keysize)
-{
-	const char *s = *(const char *const *) key;
-
-	return (uint32) hash_bytes_extended((const unsigned char *) s, strlen(s),
-										counts_seed);
-}
-
-static int
-counts_match(const void *key1, const void *key2, Size keysize)
-{
-	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
-}
-
-/* Add n to the count of value; true when value is new. */
-static bool
-counts_add(DalpCounts *counts, const char *value, int64 n)
-{
-	bool		found;
-	DalpFacetCount *entry;
-
-	if (counts->hash == NULL)
-	{
-		HASHCTL		ctl;
-
-		while (counts_seed == 0)
-			counts_seed = pg_prng_uint64(&pg_global_prng_state);
-		ctl.keysize = sizeof(char *);
-		ctl.entrysize = sizeof(DalpFacetCount);
-		ctl.hash = counts_hash;
-		ctl.match = counts_match;
-		ctl.hcxt = CurrentMemoryContext;
-		counts->hash = hash_create("dalp_fdw strings", 256, &ctl,
-								   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
-								   HASH_CONTEXT);
-		counts->cxt = CurrentMemoryContext;
-	}
-	entry = hash_search(counts->hash, &value, HASH_ENTER, &found);
-
-	if (!found)
-	{
-		MemoryContext old = MemoryContextSwitchTo(counts->cxt);
-
-		/* the key was the caller's pointer: keep a copy of our own */
-		entry->value = pstrdup(value);
-		entry->count = 0;
-		counts->entries = lappend(counts->entries, entry);
-		MemoryContextSwitchTo(old);
-	}
-	entry->count = dalp_add_counts(entry->count, n, "a facet value");
-	return !found;
-}
-
-static bool
-counts_contain(const DalpCounts *counts, const char *value)
-{
-	return counts->hash != NULL &&
-		hash_search(counts->hash, &value, HASH_FIND, NULL) != NULL;
-}
-
-/* How a condition's value turned out. */
-typedef enum ValueVerdict
-{
-	VALUE_SEND,					/* send these texts */
-	VALUE_NEVER,				/* no row can match */
-	VALUE_ALWAYS				/* every row matches: send nothing */
-} ValueVerdict;
-
-/*
- * Can a value of an address or hash column match DALP's data, as
- * dalp_is_hex_id says?  (The API compares such columns ignoring case, and
- * rejects a malformed value.)
- */
-static bool
-can_match_dalp_hex(const DalpColumnDef *col, const char *s)
-{
-	return dalp_is_hex_id(s, col->is_hash ? DALP_HASH_DIGITS : DALP_ADDRESS_DIGITS);
-}
-
-/*
- * A timestamp bound the API can take exactly.  DALP timestamps have
- * millisecond precision, so "> x" with x between two milliseconds is
- * ">= the next millisecond", and "<= x" is "< the next millisecond".
- */
-static ValueVerdict
-timestamp_bound(int *op, Datum *value)
-{
-	TimestampTz ts = DatumGetTimestampTz(*value);
-	DalpOpBound bound = dalp_operator(*op)->bound;
-	bool		lower = (bound == DALP_BOUND_LOWER);
-	int64		sub_ms = ts % 1000;
-
-	if (bound == DALP_BOUND_NONE)
-		return VALUE_SEND;
-	if (TIMESTAMP_IS_NOBEGIN(ts))
-		return lower ? VALUE_ALWAYS : VALUE_NEVER;
-	if (TIMESTAMP_IS_NOEND(ts))
-		return lower ? VALUE_NEVER : VALUE_ALWAYS;
-	if (sub_ms != 0)
-	{
-		ts += (sub_ms > 0) ? 1000 - sub_ms : -sub_ms;
-		*op = dalp_range_operator(bound, lower)->bit;
-		*value = TimestampTzGetDatum(ts);
-	}
-	return VALUE_SEND;
-}
-
-/*
- * The texts to send for one condition's value, by its operator's value
- * rule (DalpOpValue).  *op may change (timestamp bounds).
- * *dropped_malformed counts address values dropped because they cannot
- * match DALP's lowercase hex.
- *
- * This is where a condition becomes exact: the API then returns exactly
- * the rows the SQL condition keeps, whatever the value, and planning
- * (classify_clause in plan.c) removes it from the local filter.  The
- * values are normalized so that this holds: a mixed-case address matches
- * nothing, as it would against DALP's lowercase data; a timestamp bound is
- * moved to DALP's milliseconds; a NULL matches nothing.  Where it cannot
- * hold for every value, planning keeps the condition as a local filter
- * too, and a value that cannot be sent here is not sent (VALUE_ALWAYS):
- * LIKE sent as the API's iLike (a superset), a list whose values may hold
- * the comma that separates them, a NOT IN list longer than one request.
- */
-static ValueVerdict
-cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
-		   List **texts, int *dropped_malformed)
-{
-	Oid			typid = cond->column->typid;
-	const DalpOperatorDef *opdef = dalp_operator(*op);
-	bool		is_list = (opdef->value == DALP_OPVAL_LIST ||
-						   opdef->value == DALP_OPVAL_WHOLE_LIST);
-
-	*texts = NIL;
-	if (isnull)
-		return VALUE_NEVER;		/* "col op NULL" is never true */
-
-	if (is_list)
-	{
-		ArrayType  *array = DatumGetArrayTypeP(value);
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
-		Datum	   *elems;
-		bool	   *nulls;
-		int			n;
-		DalpCounts	seen = DALP_COUNTS_EMPTY;
-
-		get_typlenbyvalalign(typid, &typlen, &typbyval, &typalign);
-		deconstruct_array(array, typid, typlen, typbyval, typalign,
-						  &elems, &nulls, &n);
-		for (int i = 0; i < n; i++)
-		{
-			char	   *text;
-
-			CHECK_FOR_INTERRUPTS();
-			if (nulls[i])
-			{
-				if (opdef->negated)
-					return VALUE_NEVER; /* x NOT IN (.., NULL) is never true */
-				continue;
-			}
-			text = dalp_value_to_api_text(elems[i], typid);
-			if (cond->column->case_insensitive &&
-				!can_match_dalp_hex(cond->column, text))
-			{
-				(*dropped_malformed)++;
-				continue;
-			}
-			if (!cond->column->case_insensitive && strchr(text, ',') != NULL)
-				return VALUE_ALWAYS;	/* not sendable: checked locally */
-			if (counts_add(&seen, text, 1))
-				*texts = lappend(*texts, makeString(text));
-		}
-		if (*texts == NIL)
-			return opdef->negated ? VALUE_ALWAYS : VALUE_NEVER;
-		/* NOT IN cannot be split into requests: checked locally (plan.c) */
-		if (opdef->value == DALP_OPVAL_WHOLE_LIST &&
-			list_length(*texts) > DALP_MAX_IN_VALUES)
-			return VALUE_ALWAYS;
-		return VALUE_SEND;
-	}
-
-	if (typid == TIMESTAMPTZOID)
-	{
-		ValueVerdict v = timestamp_bound(op, &value);
-
-		if (v != VALUE_SEND)
-			return v;
-	}
-	*texts = list_make1(makeString(dalp_value_to_api_text(value, typid)));
-	if (cond->column->case_insensitive &&
-		!can_match_dalp_hex(cond->column, strVal(linitial(*texts))))
-	{
-		(*dropped_malformed)++;
-		return opdef->negated ? VALUE_ALWAYS : VALUE_NEVER;
-	}
-	return VALUE_SEND;
-}
-
-/* "filter[field][op]", or "filter[field]" where the contract names no operator */
-static char *
-filter_key(const DalpCond *cond, int op)
-{
-	const char *api = dalp_operator_api_name(cond->column, op);
-
-	if (api == NULL)
-		return psprintf("filter[%s]", cond->column->filter);
-	return psprintf("filter[%s][%s]", cond->column->filter, api);
-}
-
-/* "a,b,c" */
-static char *
-join_texts(List *texts, int from, int count)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	for (int i = from; i < from + count && i < list_length(texts); i++)
-		appendStringInfo(&buf, "%s%s", i > from ? "," : "", strVal(list_nth(texts, i)));
-	return buf.data;
-}
-
-/*
- * One variant of the filters: a scan reads each token once per variant.
- * Every condition is added to each variant; an IN list longer than the
- * API's cap multiplies the variants by its chunks, and a search key with
- * several values by its values (each variant echoes its own).
- */
-typedef struct DalpVariant
-{
-	char	   *filters;		/* encoded "k=v&k=v", or "" */
-	char	   *search_value;	/* what the search column returns, or NULL */
-} DalpVariant;
-
-static DalpVariant *
-make_variant(const DalpVariant *base, const char *key, const char *value,
-			 const char *search_value)
-{
-	DalpVariant *v = palloc(sizeof(DalpVariant));
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "?%s", base->filters);
-	dalp_append_query_param(&buf, key, value);
-	/* drop the leading '?' and the '&' a first parameter got */
-	v->filters = pstrdup(buf.data + (buf.data[1] == '&' ? 2 : 1));
-	v->search_value = (char *) (search_value ? search_value : base->search_value);
-	return v;
-}
-
-static List *
-add_filter_to_variants(List *variants, const char *key, List *texts)
-{
-	List	   *result = NIL;
-	ListCell   *lc;
-
-	foreach(lc, variants)
-		for (int from = 0; from < list_length(texts); from += DALP_MAX_IN_VALUES)
-			result = lappend(result,
-							 make_variant(lfirst(lc), key,
-										  join_texts(texts, from, DALP_MAX_IN_VALUES),
-										  NULL));
-	return result;
-}
-
-/* A search key: one variant per value; a variant searching another value goes. */
-static List *
-add_search_to_variants(List *variants, const char *key, List *texts)
-{
-	List	   *result = NIL;
-	ListCell   *lc;
-	ListCell   *lt;
-
-	foreach(lc, variants)
-	{
-		DalpVariant *base = (DalpVariant *) lfirst(lc);
-
-		foreach(lt, texts)
-		{
-			char	   *value = strVal(lfirst(lt));
-
-			if (base->search_value == NULL)
-				result = lappend(result, make_variant(base, key, value, value));
-			else if (strcmp(base->search_value, value) == 0)
-				result = lappend(result, base);
-		}
-	}
-	return result;
-}
-
-/* Keep in tokens only those also in others; the first constraint sets them. */
-static List *
-intersect_tokens(List *tokens, List *others, bool *constrained)
-{
-	List	   *result = NIL;
-	DalpCounts	in_others = DALP_COUNTS_EMPTY;
-	ListCell   *lc;
-
-	if (!*constrained)
-	{
-		*constrained = true;
-		return others;
-	}
-	foreach(lc, others)
-		counts_add(&in_others, strVal(lfirst(lc)), 1);
-	foreach(lc, tokens)
-		if (counts_contain(&in_others, strVal(lfirst(lc))))
-			result = lappend(result, lfirst(lc));
-	return result;
-}
-
-/* The requests of a scan, as its conditions shape them. */
-typedef struct DalpRequestSet
-{
-	List	   *tokens;			/* the tokens to read, when constrained */
-	bool		constrained;	/* false: every token (or none needed) */
-	List	   *variants;		/* DalpVariant *: the filters of each read */
-	char	   *item_key;		/* the single-item key, or NULL */
-} DalpRequestSet;
-
-/* No condition yet: every token, one variant without filters. */
-static void
-request_set_init(DalpRequestSet *rs)
-{
-	DalpVariant *none = palloc0(sizeof(DalpVariant));
-
-	none->filters = "";
-	rs->tokens = NIL;
-	rs->constrained = false;
-	rs->variants = list_make1(none);
-	rs->item_key = NULL;
-}
-
-/*
- * The values a condition's role reads each on its own (the token path, a
- * search key); for EXPLAIN one text, shown by the operator's explain_each.
- */
-static List *
-each_value(List *texts, int op, bool explain)
-{
-	const char *each = dalp_operator(op)->explain_each;
-
-	if (!explain || each == NULL)
-		return texts;
-	return list_make1(makeString(psprintf(each, strVal(linitial(texts)))));
-}
-
-/*
- * What one condition's texts add to the requests, by its role; false when
- * no row can match.  EXPLAIN (explain) passes one text that stands for all
- * of a condition's values and cannot be compared with another condition's:
- * the last condition of the token path or the item key is shown, and every
- * search key.
- */
-static bool
-request_set_add(DalpRequestSet *rs, const DalpCond *cond, int op,
-				List *texts, bool explain)
-{
-	switch (cond->role)
-	{
-		case DALP_COND_TOKEN:
-			texts = each_value(texts, op, explain);
-			if (explain)
-				rs->constrained = false;
-			rs->tokens = intersect_tokens(rs->tokens, texts, &rs->constrained);
-			return rs->tokens != NIL;
-		case DALP_COND_ITEM:
-			if (!explain && rs->item_key &&
-				strcmp(rs->item_key, strVal(linitial(texts))) != 0)
-				return false;
-			rs->item_key = strVal(linitial(texts));
-			return true;
-		case DALP_COND_SEARCH:
-			texts = each_value(texts, op, explain);
-			if (explain)
-				rs->variants = add_filter_to_variants(rs->variants,
-													  filter_key(cond, DALP_OP_EQ),
-													  texts);
-			else
-				rs->variants = add_search_to_variants(rs->variants,
-													  filter_key(cond, DALP_OP_EQ),
-													  texts);
-			return rs->variants != NIL;
-		case DALP_COND_FILTER:
-			rs->variants = add_filter_to_variants(rs->variants,
-												  filter_key(cond, op), texts);
-			return true;
-	}
-	return false;
-}
-
-/*
- * Work out, from the conditions' current values, the tokens to read, the
- * filter variants, the item key and the search value.  values[i]/nulls[i]
- * are the values of conds (NULL values for conditions skipped: estimates
- * pass only constants).  given_tokens (a pinned token, a join's outer
- * tokens) come first, in their order.  Returns false when no row can match.
- */
-static bool
-plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
-			  List *given_tokens, bool *tokens_constrained,
-			  List **tokens, List **variants, char **item_key)
-{
-	DalpRequestSet rs;
-	int			i = 0;
-	ListCell   *lc;
-
-	request_set_init(&rs);
-	if (given_tokens != NIL)
-		rs.tokens = intersect_tokens(rs.tokens, given_tokens, &rs.constrained);
-
-	foreach(lc, conds)
-	{
-		DalpCond   *cond = (DalpCond *) lfirst(lc);
-		int			op = cond->op;
-		List	   *texts;
-		int			dropped_malformed = 0;
-		ValueVerdict verdict;
-
-		if (skip && skip[i])
-		{
-			i++;
-			continue;
-		}
-		verdict = cond_texts(cond, values[i], nulls[i], &op, &texts, &dropped_malformed);
-		i++;
-		if (dropped_malformed > 0 && cond->role == DALP_COND_TOKEN)
-			ereport(NOTICE,
-					(errmsg("a token address that is not lowercase hexadecimal matches no DALP token"),
-					 errdetail("DALP addresses are \"0x\" followed by lowercase hexadecimal digits."),
-					 errhint("Compare with lower(...) of the address.")));
-		if (verdict == VALUE_NEVER)
-			return false;
-		if (verdict == VALUE_ALWAYS)
-			continue;
-		if (!request_set_add(&rs, cond, op, texts, false))
-			return false;
-	}
-	*tokens = rs.tokens;
-	*tokens_constrained = rs.constrained;
-	*variants = rs.variants;
-	*item_key = rs.item_key;
-	return true;
-}
-
-/*
- * The filters of the constant conditions, for a planning-time estimate;
- * false when they cannot match anything.
- */
-bool
-dalp_cond_constant_filters(const DalpResourceDef *res, List *conds,
-						   List *values, const char *table_token,
-						   List **token_values, char **filters)
-{
-	int			n = list_length(conds);
-	Datum	   *datums = palloc0(sizeof(Datum) * Max(n, 1));
-	bool	   *nulls = palloc0(sizeof(bool) * Max(n, 1));
-	bool	   *skip = palloc0(sizeof(bool) * Max(n, 1));
-	List	   *variants;
-	char	   *item_key;
-	bool		constrained;
-	int			i = 0;
-	ListCell   *lc;
-
-	foreach(lc, values)
-	{
-		Expr	   *expr = (Expr *) lfirst(lc);
-
-		if (IsA(expr, Const))
-		{
-			datums[i] = ((Const *) expr)->constvalue;
-			nulls[i] = ((Const *) expr)->constisnull;
-		}
-		else
-			skip[i] = true;
-		i++;
-	}
-	if (!plan_requests(conds, datums, nulls, skip,
-					   table_token ? list_make1(makeString((char *) table_token)) : NIL,
-					   &constrained, token_values, &variants, &item_key))
-		return false;
-	/* several variants: the first one's total is an estimate of the order */
-	*filters = ((DalpVariant *) linitial(variants))->filters;
-	return true;
-}
-
-/*
- * A request path: "/api/v2/<path>?page[limit]=N[&page[offset]=K]
- * [&sort=..][&filter...]", or the single-item path.  Used for EXPLAIN
- * too, with placeholders for values not known before execution.
- */
-static char *
-build_path_text(const DalpResourceDef *res, const char *token,
-				const char *item_key, const char *sort, const char *filters,
-				const char *offset, const char *limit)
-{
-	StringInfoData buf;
-
-	if (item_key)
-		return dalp_expand_path(res->item_path, token, item_key);
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, dalp_expand_path(res->path, token, NULL));
-	if (res->is_collection)
-	{
-		dalp_append_query_param(&buf, "page[limit]", limit);
-		if (offset)
-			dalp_append_query_param(&buf, "page[offset]", offset);
-		if (sort)
-			dalp_append_query_param(&buf, "sort", sort);
-	}
-	if (filters && filters[0])
-		appendStringInfo(&buf, "%c%s", strchr(buf.data, '?') ? '&' : '?', filters);
-	return buf.data;
-}
-
-static char *
-build_path(const DalpResourceDef *res, const char *token, const char *item_key,
-		   const char *sort, const char *filters, int64 offset, int limit)
-{
-	return build_path_text(res, token, item_key, sort, filters,
-						   offset > 0 ? psprintf(INT64_FORMAT, offset) : NULL,
-						   psprintf("%d", limit));
-}
-
-char *
-dalp_build_count_path(const DalpResourceDef *res, const char *token,
-					  const char *filters)
-{
-	return build_path(res, token, NULL, NULL, filters, 0, 1);
-}
-
 /* Check a response's status; false for a 404 the caller treats as empty. */
 static bool
 check_response(const DalpConnConfig *conf, DalpHttpResult *res,
@@ -774,8 +216,8 @@ fetch_marker(DalpScanState *st, const DalpResourceDef *res, const char *token)
 											  "dalp_fdw marker",
 											  ALLOCSET_SMALL_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	char	   *path = build_path(mres, token, NULL,
-								  psprintf("-%s", mres->scan_sort), NULL, 0, 1);
+	char	   *path = dalp_build_path(mres, token, NULL,
+									   psprintf("-%s", mres->scan_sort), NULL, 0, 1);
 	DalpJsonParser *parser = dalp_json_parser_create(st->conf.max_response_bytes,
 													 true);
 	DalpHttpResult *result = dalp_http_get(&st->conf, path,
@@ -1077,8 +519,8 @@ read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 
 		while (!last)
 		{
-			char	   *path = build_path(res, token, NULL, sort, filters, offset,
-										  st->conf.page_size);
+			char	   *path = dalp_build_path(res, token, NULL, sort, filters, offset,
+											   st->conf.page_size);
 			int			first = 0;
 
 			receive_page(st, res, path, NULL, NULL, false);
@@ -1125,7 +567,7 @@ collect_token_ids(DalpScanState *st, int first, void *arg)
 		CHECK_FOR_INTERRUPTS();
 		/* a token created during the listing may shift onto the next page */
 		if (id)
-			counts_add(ids, id, 1);
+			dalp_counts_add(ids, id, 1);
 	}
 }
 
@@ -1228,8 +670,8 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 	}
 	else if (st->table_token)
 		given = list_make1(makeString(st->table_token));
-	if (!plan_requests(st->conds, values, nulls, NULL, given,
-					   &constrained, &tokens, &variants, &st->item_key))
+	if (!dalp_plan_requests(st->conds, values, nulls, NULL, given,
+							&constrained, &tokens, &variants, &st->item_key))
 		return false;
 
 	if (!dalp_resource_is_per_token(st->res))
@@ -1299,9 +741,9 @@ launch(DalpScanState *st, int stream_index, int64 offset)
 
 	p->stream = stream_index;
 	p->offset = offset;
-	p->path = build_path(st->res, stream->token, st->item_key, st->sort,
-						 stream->filters, offset,
-						 page_limit(st, stream, offset));
+	p->path = dalp_build_path(st->res, stream->token, st->item_key, st->sort,
+							  stream->filters, offset,
+							  page_limit(st, stream, offset));
 	/*
 	 * Made first, so that a reset of exec_cxt ends the request first.  It
 	 * holds the bytes until the page is the next to be read (receive_page).
@@ -1462,7 +904,7 @@ remember_page_ids(DalpScanState *st, bool first_page)
 
 		CHECK_FOR_INTERRUPTS();
 		if (id)
-			counts_add(st->cur_ids, id, 1);
+			dalp_counts_add(st->cur_ids, id, 1);
 	}
 	MemoryContextSwitchTo(old);
 	st->may_repeat = st->prev_ids != NULL && st->prev_ids->entries != NIL;
@@ -1481,7 +923,7 @@ seen_on_previous_page(DalpScanState *st, int index)
 	if (!st->may_repeat)
 		return false;
 	id = item_key(st, index);
-	st->may_repeat = id && counts_contain(st->prev_ids, id);
+	st->may_repeat = id && dalp_counts_contain(st->prev_ids, id);
 	return st->may_repeat;
 }
 
@@ -1934,7 +1376,7 @@ count_facet_values(DalpScanState *st, int first, void *arg)
 		MemoryContextSwitchTo(old);
 		/* counted in the caller's context, which the counts outlive */
 		if (value)
-			counts_add(counts, value, 1);
+			dalp_counts_add(counts, value, 1);
 	}
 }
 
@@ -1979,8 +1421,8 @@ sum_facets(DalpScanState *st)
 			DalpFacetCount *fc = (DalpFacetCount *) lfirst(lc);
 
 			CHECK_FOR_INTERRUPTS();
-			counts_add(&sums, fc->value,
-					   joined_count(st, fc->count, "a facet value"));
+			dalp_counts_add(&sums, fc->value,
+							joined_count(st, fc->count, "a facet value"));
 		}
 		MemoryContextDelete(stream_cxt);
 	}
@@ -2149,38 +1591,6 @@ dalp_end_foreign_scan(ForeignScanState *node)
 		ExecDropSingleTupleTableSlot(st->outer->held_slot);
 }
 
-/* An expression as EXPLAIN shows it: a constant's value, else the expression. */
-static char *
-explain_expr(ExplainState *es, Expr *expr)
-{
-	Oid			outfunc;
-	bool		isvarlena;
-
-	if (IsA(expr, Const) && !((Const *) expr)->constisnull)
-	{
-		getTypeOutputInfo(((Const *) expr)->consttype, &outfunc, &isvarlena);
-		return OidOutputFunctionCall(outfunc, ((Const *) expr)->constvalue);
-	}
-	return deparse_expression((Node *) expr, es->deparse_cxt, false, false);
-}
-
-/* A condition's value as EXPLAIN shows it: the constant, or its expression. */
-static char *
-explain_value(ExplainState *es, const DalpCond *cond, Expr *expr, int *op)
-{
-	if (IsA(expr, Const))
-	{
-		Const	   *c = (Const *) expr;
-		List	   *texts;
-		int			dropped = 0;
-
-		if (cond_texts(cond, c->constvalue, c->constisnull, op, &texts,
-					   &dropped) == VALUE_SEND)
-			return join_texts(texts, 0, list_length(texts));
-	}
-	return explain_expr(es, expr);
-}
-
 /*
  * The planned requests of one table of the scan as "DALP Request: GET ...",
  * decoded for reading.  join_token: what a join's inner table reads each
@@ -2198,7 +1608,7 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 	ListCell   *lc;
 	char	   *path;
 
-	request_set_init(&rs);
+	dalp_request_set_init(&rs);
 	foreach(lc, st->exprs)
 	{
 		Expr	   *expr = (Expr *) lfirst(lc);
@@ -2207,15 +1617,15 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 		{
 			DalpCond   *cond = list_nth(st->conds, i);
 			int			op = cond->op;
-			char	   *text = explain_value(es, cond, expr, &op);
+			char	   *text = dalp_explain_value(es, cond, expr, &op);
 
-			(void) request_set_add(&rs, cond, op,
-								   list_make1(makeString(text)), true);
+			(void) dalp_request_set_add(&rs, cond, op,
+										list_make1(makeString(text)), true);
 		}
 		else if (i == nconds && (st->limit_flags & DALP_LIMIT_COUNT))
-			limit_text = explain_expr(es, expr);
+			limit_text = dalp_explain_expr(es, expr);
 		else
-			offset_text = explain_expr(es, expr);
+			offset_text = dalp_explain_expr(es, expr);
 		i++;
 	}
 	if (rs.constrained)
@@ -2226,8 +1636,8 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 	{
 		const DalpResourceDef *tokens_res = dalp_token_listing();
 
-		path = build_path(tokens_res, NULL, NULL, tokens_res->scan_sort,
-						  NULL, 0, st->conf.page_size);
+		path = dalp_build_path(tokens_res, NULL, NULL, tokens_res->scan_sort,
+							   NULL, 0, st->conf.page_size);
 		ExplainPropertyText("DALP Request",
 							psprintf("GET %s", dalp_decode_for_display(path)), es);
 		token = "{each token}";
@@ -2236,10 +1646,10 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 		limit_text = "1";
 	else if (limit_text == NULL)
 		limit_text = psprintf("%d", st->conf.page_size);
-	path = build_path_text(st->res, token, rs.item_key,
-						   st->mode == DALP_MODE_ROWS ? st->sort : NULL,
-						   ((DalpVariant *) linitial(rs.variants))->filters,
-						   offset_text, limit_text);
+	path = dalp_build_path_text(st->res, token, rs.item_key,
+								st->mode == DALP_MODE_ROWS ? st->sort : NULL,
+								((DalpVariant *) linitial(rs.variants))->filters,
+								offset_text, limit_text);
 	ExplainPropertyText("DALP Request",
 						psprintf("GET %s", dalp_decode_for_display(path)), es);
 }
