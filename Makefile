@@ -11,6 +11,7 @@ OBJS = \
 	src/json.o \
 	src/ledger.o \
 	src/options.o \
+	src/pages.o \
 	src/plan.o \
 	src/scan.o \
 	src/shmem.o \

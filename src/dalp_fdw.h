@@ -583,6 +583,22 @@ extern void dalp_binding_set_type(DalpColumnBinding *b, Oid typid,
 								  int32 typmod);
 extern Datum dalp_text_to_datum(DalpColumnBinding *b, const char *text,
 								const char *display_path);
+extern DalpColumnBinding *dalp_make_bindings(Relation rel,
+											 const DalpResourceDef *res,
+											 List *attnums, List *positions,
+											 int *nbindings);
+
+/* ----------------------------------------------------------------
+ * Reading pages (pages.c), for planning and execution
+ * ----------------------------------------------------------------
+ */
+
+extern bool dalp_check_response(const DalpConnConfig *conf,
+								DalpHttpResult *res, const char *path,
+								bool missing_is_empty);
+extern int64 dalp_fetch_total(const DalpConnConfig *conf, const char *path);
+extern bool dalp_page_is_last(const DalpPage *page, int64 offset,
+							  int requested);
 
 /* ----------------------------------------------------------------
  * Request building (deparse.c): what the API can take and its exact text
@@ -724,13 +740,7 @@ extern void dalp_get_foreign_upper_paths(PlannerInfo *root,
 										 RelOptInfo *input_rel,
 										 RelOptInfo *output_rel,
 										 void *extra);
-extern DalpColumnBinding *dalp_make_bindings(Relation rel,
-											 const DalpResourceDef *res,
-											 List *attnums, List *positions,
-											 int *nbindings);
 
-/* scan.c: requests shared with planning (remote estimates) */
-extern int64 dalp_fetch_total(const DalpConnConfig *conf, const char *path);
 
 /* ----------------------------------------------------------------
  * IMPORT FOREIGN SCHEMA (import.c)

@@ -1225,3 +1225,58 @@ dalp_page_item_to_datums(DalpPage *page, int index,
 	}
 	error_context_stack = errcallback.previous;
 }
+
+/*
+ * Bind columns to the catalog: attnums[i] of rel fills slot position
+ * positions[i] (the same attnum when positions is NIL).  A column that is
+ * neither a catalog column nor has a json_path is an error here, at the
+ * first query, naming the valid names.
+ */
+DalpColumnBinding *
+dalp_make_bindings(Relation rel, const DalpResourceDef *res, List *attnums,
+				   List *positions, int *nbindings)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	DalpColumnBinding *bindings = palloc0(sizeof(DalpColumnBinding) *
+										  Max(list_length(attnums), 1));
+	int			n = 0;
+
+	for (int i = 0; i < list_length(attnums); i++)
+	{
+		AttrNumber	attnum = list_nth_int(attnums, i);
+		Form_pg_attribute att = TupleDescAttr(tupdesc, attnum - 1);
+		DalpColumnBinding *b = &bindings[n];
+		char	   *json_path = dalp_column_json_path(RelationGetRelid(rel), attnum);
+		const DalpColumnDef *col = dalp_column_lookup(res, NameStr(att->attname));
+
+		if (att->attisdropped)
+			continue;
+		b->attnum = positions ? list_nth_int(positions, i) : attnum;
+		b->colname = pstrdup(NameStr(att->attname));
+		if (json_path != NULL)
+		{
+			b->kind = DALP_VALUE_PATH;
+			b->path_text = json_path;
+		}
+		else if (col != NULL)
+		{
+			b->kind = col->kind;
+			b->path_text = col->json_path ? pstrdup(col->json_path) : NULL;
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_COLUMN_NAME_NOT_FOUND),
+					 errmsg("column \"%s\" of foreign table \"%s\" is not a column of DALP resource \"%s\"",
+							NameStr(att->attname), RelationGetRelationName(rel),
+							res->name),
+					 errdetail("Valid column names are: %s.", dalp_column_names(res)),
+					 errhint("Rename the column, or map it with the column option json_path, e.g. OPTIONS (json_path 'tokenFactory.id').")));
+		if (b->path_text)
+			b->paths = dalp_parse_json_path(b->path_text);
+
+		dalp_binding_set_type(b, att->atttypid, att->atttypmod);
+		n++;
+	}
+	*nbindings = n;
+	return bindings;
+}

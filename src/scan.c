@@ -165,34 +165,6 @@ static void remember_page_ids(DalpScanState *st, bool first_page);
 static bool seen_on_previous_page(DalpScanState *st, int index);
 static List *read_outer(ForeignScanState *node, DalpScanState *st);
 
-/* Check a response's status; false for a 404 the caller treats as empty. */
-static bool
-check_response(const DalpConnConfig *conf, DalpHttpResult *res,
-			   const char *path, bool missing_is_empty)
-{
-	if (res->status == 404 && missing_is_empty)
-		return false;
-	dalp_raise_for_status(res, dalp_decode_for_display(path), conf->api_key);
-	return true;
-}
-
-/* meta.total of a request; -1 when the response has none. */
-int64
-dalp_fetch_total(const DalpConnConfig *conf, const char *path)
-{
-	DalpJsonParser *parser = dalp_json_parser_create(conf->max_response_bytes,
-													 true);
-	DalpHttpResult *res = dalp_http_get(conf, path,
-										dalp_json_parser_sink(parser));
-	DalpPage	page;
-
-	check_response(conf, res, path, false);
-	dalp_page_parse(&page, res, parser, NULL, false,
-					dalp_decode_for_display(path));
-	dalp_json_parser_free(parser);
-	return page.total;
-}
-
 /* Count a response in the scan's EXPLAIN ANALYZE figures. */
 static void
 count_result(DalpScanState *st, const DalpHttpResult *result)
@@ -227,7 +199,7 @@ fetch_marker(DalpScanState *st, const DalpResourceDef *res, const char *token)
 	char	   *marker;
 
 	count_result(st, result);
-	check_response(&st->conf, result, path, false);
+	dalp_check_response(&st->conf, result, path, false);
 	dalp_page_parse(&page, result, parser, mres, false,
 					dalp_decode_for_display(path));
 	if (page.nitems > 0)
@@ -392,20 +364,6 @@ dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 }
 
 /*
- * Is a page, read at offset, the last of its collection?  meta.total says
- * so when present; without it, a short page does.
- */
-static bool
-page_is_last(const DalpPage *page, int64 offset, int requested)
-{
-	if (page->nitems == 0)
-		return true;
-	if (page->total >= 0)
-		return offset + page->nitems >= page->total;
-	return page->nitems < requested;
-}
-
-/*
  * Wait for a requested page, whose parser parses its bytes as they arrive
  * while the scan waits (or GET it when req is NULL), count it, check its status and make it st->page, the
  * parsed document then belonging to page_cxt.  False for a 404 the caller
@@ -437,7 +395,7 @@ receive_page(DalpScanState *st, const DalpResourceDef *res, const char *path,
 		dalp_json_parser_activate(parser);
 	}
 	count_result(st, result);
-	found = check_response(&st->conf, result, path, single && res->item_404_is_empty);
+	found = dalp_check_response(&st->conf, result, path, single && res->item_404_is_empty);
 	if (found)
 		dalp_page_parse(&st->page, result, parser, res, single,
 						dalp_decode_for_display(path));
@@ -524,7 +482,7 @@ read_all_pages(DalpScanState *st, const DalpResourceDef *res, const char *token,
 			int			first = 0;
 
 			receive_page(st, res, path, NULL, NULL, false);
-			last = page_is_last(&st->page, offset, st->conf.page_size);
+			last = dalp_page_is_last(&st->page, offset, st->conf.page_size);
 			if (res->marker && before == NULL && !last)
 			{
 				/* page 1 only told that there are more: start over */
@@ -964,7 +922,7 @@ next_page(DalpScanState *st)
 				st->offset, stream->end);
 
 	if (single || st->mode != DALP_MODE_ROWS ||
-		page_is_last(&st->page, offset, requested) ||
+		dalp_page_is_last(&st->page, offset, requested) ||
 		(stream->end >= 0 && offset + st->page.nitems >= stream->end))
 	{
 		stream->finished = true;
