@@ -225,8 +225,6 @@ typedef struct DalpConnConfig
 									 * changing */
 } DalpConnConfig;
 
-extern bool dalp_pushdown_enabled;
-
 /*
  * While a ledger function's implementation runs as the extension's owner
  * (ledger.c), the scans it runs as "owner" read the API with the user
@@ -646,6 +644,26 @@ typedef struct DalpRequestSet
 
 struct ExplainState;
 
+extern bool dalp_pushdown_enabled;
+
+extern bool dalp_is_pushable_value(Expr *expr, RelOptInfo *baserel,
+								   bool allow_outer);
+extern const DalpColumnDef *dalp_column_of_var(Expr *expr,
+											   RelOptInfo *baserel,
+											   const DalpResourceDef *res,
+											   Oid relid);
+extern bool dalp_column_accepts(const DalpResourceDef *res,
+								const DalpColumnDef *col, int op);
+extern bool dalp_in_list_fits(Expr *values);
+extern DalpCond *dalp_classify_clause(RelOptInfo *baserel,
+									  const DalpResourceDef *res, Oid relid,
+									  Expr *clause, bool allow_outer,
+									  Expr **value);
+extern void dalp_classify_clauses(RelOptInfo *baserel,
+								  const DalpResourceDef *res, Oid relid,
+								  List *clauses, bool allow_outer,
+								  List **conds, List **values, List **local,
+								  List **filters);
 extern void dalp_append_query_param(StringInfo buf, const char *key,
 									const char *value);
 extern char *dalp_decode_for_display(const char *path);

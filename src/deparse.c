@@ -19,6 +19,10 @@
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/clauses.h"
+#include "optimizer/optimizer.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -26,6 +30,8 @@
 #include "utils/pg_locale.h"
 #include "utils/ruleutils.h"
 #include "utils/timestamp.h"
+
+bool		dalp_pushdown_enabled = true;
 
 /* RFC 3986 unreserved characters pass through; everything else is %XX. */
 static void
@@ -703,4 +709,294 @@ dalp_collation_is_c(Oid collation)
 	if (collation == C_COLLATION_OID || collation == POSIX_COLLATION_OID)
 		return true;
 	return lc_collate_is_c(collation);
+}
+
+/*
+ * A value the executor can compute before the scan starts: nothing of this
+ * relation, nothing volatile, no subplan.  Constants, $n parameters, stable
+ * expressions such as now() - interval '1 day', and (for a parameterized
+ * path) columns of the outer side of a nested loop all qualify.
+ */
+bool
+dalp_is_pushable_value(Expr *expr, RelOptInfo *baserel, bool allow_outer)
+{
+	Relids		varnos = pull_varnos(NULL, (Node *) expr);
+
+	if (bms_is_member(baserel->relid, varnos) ||
+		(!allow_outer && !bms_is_empty(varnos)))
+		return false;
+	return !contain_volatile_functions((Node *) expr) &&
+		!contain_subplans((Node *) expr) &&
+		!contain_agg_clause((Node *) expr) &&
+		!contain_window_function((Node *) expr);
+}
+
+/* The catalog column of a plain Var of this relation, or NULL. */
+const DalpColumnDef *
+dalp_column_of_var(Expr *expr, RelOptInfo *baserel,
+				   const DalpResourceDef *res, Oid relid)
+{
+	Var		   *var;
+
+	while (IsA(expr, RelabelType))
+		expr = ((RelabelType *) expr)->arg;
+	if (!IsA(expr, Var))
+		return NULL;
+	var = (Var *) expr;
+	if (var->varno != baserel->relid || var->varlevelsup != 0 ||
+		var->varattno <= 0)
+		return NULL;
+	/* a json_path option remaps the column: the catalog's filter no longer applies */
+	if (dalp_column_json_path(relid, var->varattno) != NULL)
+		return NULL;
+	return dalp_column_lookup(res, get_attname(relid, var->varattno, false));
+}
+
+/*
+ * The operator table's row for a SQL operator (see dalp_operator_for_sql).
+ * Only built-in operators: a user-defined "=" may mean anything.
+ */
+static const DalpOperatorDef *
+pushable_operator(Oid opno, bool array, bool use_or, bool commuted,
+				  bool *superset)
+{
+	if (opno >= FirstNormalObjectId)
+		return NULL;
+	return dalp_operator_for_sql(get_opname(opno), array, use_or, commuted,
+								 superset);
+}
+
+static DalpCondRole
+role_for(const DalpResourceDef *res, const DalpColumnDef *col, int op)
+{
+	if (col->kind == DALP_VALUE_TOKEN)
+		return DALP_COND_TOKEN;
+	if (col->kind == DALP_VALUE_SEARCH_ECHO)
+		return DALP_COND_SEARCH;
+	if (res->item_key_column && op == DALP_OP_EQ &&
+		strcmp(res->item_key_column, col->name) == 0)
+		return DALP_COND_ITEM;
+	return DALP_COND_FILTER;
+}
+
+/*
+ * Does the API take this (column, operator)?  The token path and search
+ * keys are always sent (they select what exists at all); filters and item
+ * lookups only when dalp_fdw.pushdown is on.
+ */
+bool
+dalp_column_accepts(const DalpResourceDef *res, const DalpColumnDef *col, int op)
+{
+	switch (role_for(res, col, op))
+	{
+		case DALP_COND_TOKEN:
+		case DALP_COND_SEARCH:
+			return (col->ops & op) != 0;
+		case DALP_COND_ITEM:
+			return dalp_pushdown_enabled;
+		case DALP_COND_FILTER:
+			return dalp_pushdown_enabled && (col->ops & op) != 0 &&
+				col->filter != NULL;
+	}
+	return false;
+}
+
+/* A constant list short enough for one request. */
+bool
+dalp_in_list_fits(Expr *values)
+{
+	return IsA(values, Const) && !((Const *) values)->constisnull &&
+		ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(((Const *) values)->constvalue)),
+					   ARR_DIMS(DatumGetArrayTypeP(((Const *) values)->constvalue))) <= DALP_MAX_IN_VALUES;
+}
+
+/*
+ * Can an IN list be sent exactly whatever its values?  Lists are
+ * comma-separated and capped at DALP_MAX_IN_VALUES, so only a constant
+ * list known to fit, or a list of values that cannot contain a comma
+ * (addresses, hashes, identifiers), qualifies.
+ */
+static bool
+in_list_is_exact(const DalpColumnDef *col, const DalpOperatorDef *op,
+				 Expr *values)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (col->kind == DALP_VALUE_TOKEN)
+		return true;			/* token fan-out: one path per value */
+	/* addresses cannot hold commas; long lists are split into requests */
+	if (col->case_insensitive && op->value == DALP_OPVAL_LIST)
+		return true;
+	if (!dalp_in_list_fits(values))
+		return false;
+	arr = DatumGetArrayTypeP(((Const *) values)->constvalue);
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i] && strchr(TextDatumGetCString(elems[i]), ',') != NULL)
+			return false;
+	return true;
+}
+
+/*
+ * Can this value be sent under the operator's value rule (DalpOpValue)?
+ * Clears *exact when the API may keep other rows than SQL would.
+ */
+static bool
+value_is_sendable(const DalpColumnDef *col, const DalpOperatorDef *op,
+				  Expr *value, bool *exact)
+{
+	switch (op->value)
+	{
+		case DALP_OPVAL_ONE:
+			return true;
+		case DALP_OPVAL_PATTERN:
+			return IsA(value, Const) && !((Const *) value)->constisnull &&
+				strchr(TextDatumGetCString(((Const *) value)->constvalue), '\\') == NULL;
+		case DALP_OPVAL_LIST:
+		case DALP_OPVAL_WHOLE_LIST:
+			*exact = *exact && in_list_is_exact(col, op, value);
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Classify one restriction clause.  Returns the condition to send (and its
+ * value expression in *value), or NULL when the clause stays local.
+ */
+DalpCond *
+dalp_classify_clause(RelOptInfo *baserel, const DalpResourceDef *res,
+					 Oid relid, Expr *clause, bool allow_outer, Expr **value)
+{
+	const DalpColumnDef *col = NULL;
+	const DalpOperatorDef *apiop = NULL;
+	bool		superset = false;
+	bool		exact;
+	DalpCond   *cond;
+
+	if (IsA(clause, OpExpr) && list_length(((OpExpr *) clause)->args) == 2)
+	{
+		OpExpr	   *op = (OpExpr *) clause;
+		Expr	   *left = linitial(op->args);
+		Expr	   *right = lsecond(op->args);
+		bool		commuted = false;
+
+		col = dalp_column_of_var(left, baserel, res, relid);
+		if (col == NULL)
+		{
+			col = dalp_column_of_var(right, baserel, res, relid);
+			right = left;
+			commuted = true;
+		}
+		if (col == NULL || !dalp_is_pushable_value(right, baserel, allow_outer) ||
+			exprType((Node *) right) != col->typid)
+			return NULL;
+		apiop = pushable_operator(op->opno, false, false, commuted, &superset);
+		*value = right;
+	}
+	else if (IsA(clause, ScalarArrayOpExpr))
+	{
+		ScalarArrayOpExpr *saop = (ScalarArrayOpExpr *) clause;
+		Expr	   *values = lsecond(saop->args);
+
+		col = dalp_column_of_var(linitial(saop->args), baserel, res, relid);
+		if (col == NULL || !dalp_is_pushable_value(values, baserel, allow_outer) ||
+			get_element_type(exprType((Node *) values)) != col->typid)
+			return NULL;
+		apiop = pushable_operator(saop->opno, true, saop->useOr, false,
+								  &superset);
+		*value = values;
+	}
+	else if (IsA(clause, Var) ||
+			 (IsA(clause, BoolExpr) && ((BoolExpr *) clause)->boolop == NOT_EXPR))
+	{
+		/* "WHERE is_frozen" and "WHERE NOT is_frozen" */
+		bool		negated = IsA(clause, BoolExpr);
+		Expr	   *arg = negated ? linitial(((BoolExpr *) clause)->args) : clause;
+
+		col = dalp_column_of_var(arg, baserel, res, relid);
+		if (col == NULL || col->typid != BOOLOID)
+			return NULL;
+		apiop = dalp_operator(DALP_OP_EQ);
+		*value = (Expr *) makeBoolConst(!negated, false);
+	}
+	exact = !superset;
+	if (col == NULL || apiop == NULL ||
+		!dalp_column_accepts(res, col, apiop->bit) ||
+		!value_is_sendable(col, apiop, *value, &exact))
+		return NULL;
+
+	cond = palloc(sizeof(DalpCond));
+	cond->column = col;
+	cond->op = apiop->bit;
+	cond->role = role_for(res, col, apiop->bit);
+	cond->exact = exact;
+	return cond;
+}
+
+/*
+ * Classify a list of RestrictInfos: the conditions to send, their values,
+ * and the clauses left to check locally.
+ */
+void
+dalp_classify_clauses(RelOptInfo *baserel, const DalpResourceDef *res,
+					  Oid relid, List *clauses, bool allow_outer, List **conds,
+					  List **values, List **local, List **filters)
+{
+	int			nclauses = list_length(clauses);
+	DalpCond  **found = palloc0(sizeof(DalpCond *) * Max(nclauses, 1));
+	Expr	  **found_values = palloc0(sizeof(Expr *) * Max(nclauses, 1));
+	bool		has_item = false;
+	bool		has_search = false;
+	int			i = 0;
+	ListCell   *lc;
+
+	foreach(lc, clauses)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+
+		if (!rinfo->pseudoconstant)
+			found[i] = dalp_classify_clause(baserel, res, relid, rinfo->clause,
+									   allow_outer, &found_values[i]);
+		if (found[i])
+		{
+			has_item |= found[i]->role == DALP_COND_ITEM;
+			has_search |= found[i]->role == DALP_COND_SEARCH;
+		}
+		i++;
+	}
+
+	/*
+	 * The single-item path takes neither filters nor search keys.  A search
+	 * key selects what exists, which a lookup by key cannot do: next to one,
+	 * the key is checked locally.  Otherwise the lookup is used and the
+	 * filters are checked locally (on one row at most).
+	 */
+	if (has_search)
+		has_item = false;
+
+	*conds = *values = *local = *filters = NIL;
+	i = 0;
+	foreach(lc, clauses)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		DalpCond   *cond = found[i];
+
+		if (cond && ((has_search && cond->role == DALP_COND_ITEM) ||
+					 (has_item && cond->role == DALP_COND_FILTER)))
+			cond = NULL;
+		if (cond)
+		{
+			*conds = lappend(*conds, cond);
+			*values = lappend(*values, found_values[i]);
+		}
+		if (cond == NULL || !cond->exact)
+			*local = lappend(*local, rinfo);
+		if (cond == NULL || cond->role != DALP_COND_TOKEN)
+			*filters = lappend(*filters, rinfo);
+		i++;
+	}
 }

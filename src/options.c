@@ -37,8 +37,6 @@
 
 PG_MODULE_MAGIC;
 
-bool		dalp_pushdown_enabled = true;
-
 typedef enum DalpOptionKind
 {
 	DALP_OPT_URL,

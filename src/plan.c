@@ -100,296 +100,6 @@ enum DalpUpperPrivateIndex
 	DALP_UPPER_FACET			/* String: facet field or "" */
 };
 
-/*
- * A value the executor can compute before the scan starts: nothing of this
- * relation, nothing volatile, no subplan.  Constants, $n parameters, stable
- * expressions such as now() - interval '1 day', and (for a parameterized
- * path) columns of the outer side of a nested loop all qualify.
- */
-static bool
-is_pushable_value(Expr *expr, RelOptInfo *baserel, bool allow_outer)
-{
-	Relids		varnos = pull_varnos(NULL, (Node *) expr);
-
-	if (bms_is_member(baserel->relid, varnos) ||
-		(!allow_outer && !bms_is_empty(varnos)))
-		return false;
-	return !contain_volatile_functions((Node *) expr) &&
-		!contain_subplans((Node *) expr) &&
-		!contain_agg_clause((Node *) expr) &&
-		!contain_window_function((Node *) expr);
-}
-
-/* The catalog column of a plain Var of this relation, or NULL. */
-static const DalpColumnDef *
-column_of_var(Expr *expr, RelOptInfo *baserel, DalpRelInfo *info)
-{
-	Var		   *var;
-
-	while (IsA(expr, RelabelType))
-		expr = ((RelabelType *) expr)->arg;
-	if (!IsA(expr, Var))
-		return NULL;
-	var = (Var *) expr;
-	if (var->varno != baserel->relid || var->varlevelsup != 0 ||
-		var->varattno <= 0)
-		return NULL;
-	/* a json_path option remaps the column: the catalog's filter no longer applies */
-	if (dalp_column_json_path(info->relid, var->varattno) != NULL)
-		return NULL;
-	return dalp_column_lookup(info->res,
-							  get_attname(info->relid, var->varattno, false));
-}
-
-/*
- * The operator table's row for a SQL operator (see dalp_operator_for_sql).
- * Only built-in operators: a user-defined "=" may mean anything.
- */
-static const DalpOperatorDef *
-pushable_operator(Oid opno, bool array, bool use_or, bool commuted,
-				  bool *superset)
-{
-	if (opno >= FirstNormalObjectId)
-		return NULL;
-	return dalp_operator_for_sql(get_opname(opno), array, use_or, commuted,
-								 superset);
-}
-
-static DalpCondRole
-role_for(const DalpResourceDef *res, const DalpColumnDef *col, int op)
-{
-	if (col->kind == DALP_VALUE_TOKEN)
-		return DALP_COND_TOKEN;
-	if (col->kind == DALP_VALUE_SEARCH_ECHO)
-		return DALP_COND_SEARCH;
-	if (res->item_key_column && op == DALP_OP_EQ &&
-		strcmp(res->item_key_column, col->name) == 0)
-		return DALP_COND_ITEM;
-	return DALP_COND_FILTER;
-}
-
-/*
- * Does the API take this (column, operator)?  The token path and search
- * keys are always sent (they select what exists at all); filters and item
- * lookups only when dalp_fdw.pushdown is on.
- */
-static bool
-column_accepts(const DalpResourceDef *res, const DalpColumnDef *col, int op)
-{
-	switch (role_for(res, col, op))
-	{
-		case DALP_COND_TOKEN:
-		case DALP_COND_SEARCH:
-			return (col->ops & op) != 0;
-		case DALP_COND_ITEM:
-			return dalp_pushdown_enabled;
-		case DALP_COND_FILTER:
-			return dalp_pushdown_enabled && (col->ops & op) != 0 &&
-				col->filter != NULL;
-	}
-	return false;
-}
-
-/* A constant list short enough for one request. */
-static bool
-in_list_fits(Expr *values)
-{
-	return IsA(values, Const) && !((Const *) values)->constisnull &&
-		ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(((Const *) values)->constvalue)),
-					   ARR_DIMS(DatumGetArrayTypeP(((Const *) values)->constvalue))) <= DALP_MAX_IN_VALUES;
-}
-
-/*
- * Can an IN list be sent exactly whatever its values?  Lists are
- * comma-separated and capped at DALP_MAX_IN_VALUES, so only a constant
- * list known to fit, or a list of values that cannot contain a comma
- * (addresses, hashes, identifiers), qualifies.
- */
-static bool
-in_list_is_exact(const DalpColumnDef *col, const DalpOperatorDef *op,
-				 Expr *values)
-{
-	ArrayType  *arr;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-
-	if (col->kind == DALP_VALUE_TOKEN)
-		return true;			/* token fan-out: one path per value */
-	/* addresses cannot hold commas; long lists are split into requests */
-	if (col->case_insensitive && op->value == DALP_OPVAL_LIST)
-		return true;
-	if (!in_list_fits(values))
-		return false;
-	arr = DatumGetArrayTypeP(((Const *) values)->constvalue);
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-		if (!nulls[i] && strchr(TextDatumGetCString(elems[i]), ',') != NULL)
-			return false;
-	return true;
-}
-
-/*
- * Can this value be sent under the operator's value rule (DalpOpValue)?
- * Clears *exact when the API may keep other rows than SQL would.
- */
-static bool
-value_is_sendable(const DalpColumnDef *col, const DalpOperatorDef *op,
-				  Expr *value, bool *exact)
-{
-	switch (op->value)
-	{
-		case DALP_OPVAL_ONE:
-			return true;
-		case DALP_OPVAL_PATTERN:
-			return IsA(value, Const) && !((Const *) value)->constisnull &&
-				strchr(TextDatumGetCString(((Const *) value)->constvalue), '\\') == NULL;
-		case DALP_OPVAL_LIST:
-		case DALP_OPVAL_WHOLE_LIST:
-			*exact = *exact && in_list_is_exact(col, op, value);
-			return true;
-	}
-	return false;
-}
-
-/*
- * Classify one restriction clause.  Returns the condition to send (and its
- * value expression in *value), or NULL when the clause stays local.
- */
-static DalpCond *
-classify_clause(RelOptInfo *baserel, DalpRelInfo *info, Expr *clause,
-				bool allow_outer, Expr **value)
-{
-	const DalpColumnDef *col = NULL;
-	const DalpOperatorDef *apiop = NULL;
-	bool		superset = false;
-	bool		exact;
-	DalpCond   *cond;
-
-	if (IsA(clause, OpExpr) && list_length(((OpExpr *) clause)->args) == 2)
-	{
-		OpExpr	   *op = (OpExpr *) clause;
-		Expr	   *left = linitial(op->args);
-		Expr	   *right = lsecond(op->args);
-		bool		commuted = false;
-
-		col = column_of_var(left, baserel, info);
-		if (col == NULL)
-		{
-			col = column_of_var(right, baserel, info);
-			right = left;
-			commuted = true;
-		}
-		if (col == NULL || !is_pushable_value(right, baserel, allow_outer) ||
-			exprType((Node *) right) != col->typid)
-			return NULL;
-		apiop = pushable_operator(op->opno, false, false, commuted, &superset);
-		*value = right;
-	}
-	else if (IsA(clause, ScalarArrayOpExpr))
-	{
-		ScalarArrayOpExpr *saop = (ScalarArrayOpExpr *) clause;
-		Expr	   *values = lsecond(saop->args);
-
-		col = column_of_var(linitial(saop->args), baserel, info);
-		if (col == NULL || !is_pushable_value(values, baserel, allow_outer) ||
-			get_element_type(exprType((Node *) values)) != col->typid)
-			return NULL;
-		apiop = pushable_operator(saop->opno, true, saop->useOr, false,
-								  &superset);
-		*value = values;
-	}
-	else if (IsA(clause, Var) ||
-			 (IsA(clause, BoolExpr) && ((BoolExpr *) clause)->boolop == NOT_EXPR))
-	{
-		/* "WHERE is_frozen" and "WHERE NOT is_frozen" */
-		bool		negated = IsA(clause, BoolExpr);
-		Expr	   *arg = negated ? linitial(((BoolExpr *) clause)->args) : clause;
-
-		col = column_of_var(arg, baserel, info);
-		if (col == NULL || col->typid != BOOLOID)
-			return NULL;
-		apiop = dalp_operator(DALP_OP_EQ);
-		*value = (Expr *) makeBoolConst(!negated, false);
-	}
-	exact = !superset;
-	if (col == NULL || apiop == NULL ||
-		!column_accepts(info->res, col, apiop->bit) ||
-		!value_is_sendable(col, apiop, *value, &exact))
-		return NULL;
-
-	cond = palloc(sizeof(DalpCond));
-	cond->column = col;
-	cond->op = apiop->bit;
-	cond->role = role_for(info->res, col, apiop->bit);
-	cond->exact = exact;
-	return cond;
-}
-
-/*
- * Classify a list of RestrictInfos: the conditions to send, their values,
- * and the clauses left to check locally.
- */
-static void
-classify_clauses(RelOptInfo *baserel, DalpRelInfo *info, List *clauses,
-				 bool allow_outer, List **conds, List **values,
-				 List **local, List **filters)
-{
-	int			nclauses = list_length(clauses);
-	DalpCond  **found = palloc0(sizeof(DalpCond *) * Max(nclauses, 1));
-	Expr	  **found_values = palloc0(sizeof(Expr *) * Max(nclauses, 1));
-	bool		has_item = false;
-	bool		has_search = false;
-	int			i = 0;
-	ListCell   *lc;
-
-	foreach(lc, clauses)
-	{
-		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
-
-		if (!rinfo->pseudoconstant)
-			found[i] = classify_clause(baserel, info, rinfo->clause,
-									   allow_outer, &found_values[i]);
-		if (found[i])
-		{
-			has_item |= found[i]->role == DALP_COND_ITEM;
-			has_search |= found[i]->role == DALP_COND_SEARCH;
-		}
-		i++;
-	}
-
-	/*
-	 * The single-item path takes neither filters nor search keys.  A search
-	 * key selects what exists, which a lookup by key cannot do: next to one,
-	 * the key is checked locally.  Otherwise the lookup is used and the
-	 * filters are checked locally (on one row at most).
-	 */
-	if (has_search)
-		has_item = false;
-
-	*conds = *values = *local = *filters = NIL;
-	i = 0;
-	foreach(lc, clauses)
-	{
-		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
-		DalpCond   *cond = found[i];
-
-		if (cond && ((has_search && cond->role == DALP_COND_ITEM) ||
-					 (has_item && cond->role == DALP_COND_FILTER)))
-			cond = NULL;
-		if (cond)
-		{
-			*conds = lappend(*conds, cond);
-			*values = lappend(*values, found_values[i]);
-		}
-		if (cond == NULL || !cond->exact)
-			*local = lappend(*local, rinfo);
-		if (cond == NULL || cond->role != DALP_COND_TOKEN)
-			*filters = lappend(*filters, rinfo);
-		i++;
-	}
-}
-
 /* Does this list pin the scan to exactly one token? */
 static bool
 pins_one_token(List *conds)
@@ -419,7 +129,7 @@ may_split(List *conds, List *values)
 		bool		list = dalp_operator(cond->op)->value == DALP_OPVAL_LIST;
 
 		if (cond->role == DALP_COND_FILTER && list &&
-			!in_list_fits((Expr *) lfirst(lv)))
+			!dalp_in_list_fits((Expr *) lfirst(lv)))
 			return true;
 		/* each searched value is a request of its own */
 		if (cond->role == DALP_COND_SEARCH && list)
@@ -529,9 +239,10 @@ dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 	(void) dalp_make_bindings(rel, info->res, all_attnums, NIL, &nbindings);
 	table_close(rel, NoLock);
 
-	classify_clauses(baserel, info, baserel->baserestrictinfo, false,
-					 &info->conds, &info->cond_values, &info->local_clauses,
-					 &info->filter_clauses);
+	dalp_classify_clauses(baserel, info->res, info->relid,
+						  baserel->baserestrictinfo, false,
+						  &info->conds, &info->cond_values, &info->local_clauses,
+						  &info->filter_clauses);
 	info->item = has_role(info->conds, DALP_COND_ITEM);
 	info->single_stream = (!dalp_resource_is_per_token(info->res) ||
 							info->table_token != NULL ||
@@ -609,7 +320,8 @@ sort_for_pathkeys(RelOptInfo *baserel, DalpRelInfo *info, List *pathkeys)
 			EquivalenceMember *em = (EquivalenceMember *) lfirst(lm);
 
 			if (bms_equal(em->em_relids, baserel->relids) &&
-				(col = column_of_var(em->em_expr, baserel, info)) != NULL)
+				(col = dalp_column_of_var(em->em_expr, baserel, info->res,
+										  info->relid)) != NULL)
 				break;
 		}
 		if (col == NULL || (primary == NULL && col->sort == NULL) ||
@@ -652,9 +364,10 @@ ec_member_is_key(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
 				 EquivalenceMember *em, void *arg)
 {
 	DalpRelInfo *info = (DalpRelInfo *) arg;
-	const DalpColumnDef *col = column_of_var(em->em_expr, rel, info);
+	const DalpColumnDef *col = dalp_column_of_var(em->em_expr, rel, info->res,
+												  info->relid);
 
-	return col != NULL && column_accepts(info->res, col, DALP_OP_EQ);
+	return col != NULL && dalp_column_accepts(info->res, col, DALP_OP_EQ);
 }
 
 /*
@@ -676,8 +389,8 @@ add_param_path(PlannerInfo *root, RelOptInfo *baserel, DalpRelInfo *info,
 	Cost		startup;
 	Cost		total;
 
-	classify_clauses(baserel, info, ppi->ppi_clauses, true, &conds, &values,
-					 &local, &filters);
+	dalp_classify_clauses(baserel, info->res, info->relid, ppi->ppi_clauses,
+						  true, &conds, &values, &local, &filters);
 	one_token = info->single_stream || pins_one_token(conds);
 	rows = clamp_row_est(ppi->ppi_rows);
 	estimate_cost(info, baserel, rows,
@@ -708,7 +421,8 @@ add_join_paths(PlannerInfo *root, RelOptInfo *baserel, DalpRelInfo *info)
 
 		if (!join_clause_is_movable_to(rinfo, baserel))
 			continue;
-		cond = classify_clause(baserel, info, rinfo->clause, true, &value);
+		cond = dalp_classify_clause(baserel, info->res, info->relid,
+									rinfo->clause, true, &value);
 		if (cond && cond->op == DALP_OP_EQ)
 			clauses = lappend(clauses, rinfo);
 	}
@@ -801,8 +515,8 @@ make_base_plan(PlannerInfo *root, RelOptInfo *baserel, ForeignPath *best_path,
 	char	   *sort = "";
 
 	/* scan_clauses include the join clauses of a parameterized path */
-	classify_clauses(baserel, info, scan_clauses, true, &conds, &values, &local,
-					 &filters);
+	dalp_classify_clauses(baserel, info->res, info->relid, scan_clauses, true,
+						  &conds, &values, &local, &filters);
 	if (best_path->fdw_private != NIL)
 		sort = strVal(linitial(best_path->fdw_private));
 
@@ -1022,8 +736,12 @@ is_token_join_clause(Expr *clause, RelOptInfo *o, RelOptInfo *i,
 		l = r;
 		r = t;
 	}
-	ocol = column_of_var((Expr *) l, o, (DalpRelInfo *) o->fdw_private);
-	icol = column_of_var((Expr *) r, i, (DalpRelInfo *) i->fdw_private);
+	ocol = dalp_column_of_var((Expr *) l, o,
+							  ((DalpRelInfo *) o->fdw_private)->res,
+							  ((DalpRelInfo *) o->fdw_private)->relid);
+	icol = dalp_column_of_var((Expr *) r, i,
+							  ((DalpRelInfo *) i->fdw_private)->res,
+							  ((DalpRelInfo *) i->fdw_private)->relid);
 	if (ocol == NULL || icol == NULL || l->vartype != TEXTOID ||
 		r->vartype != TEXTOID || icol->kind != DALP_VALUE_TOKEN ||
 		!column_is_token_key(((DalpRelInfo *) o->fdw_private)->res, ocol))
@@ -1224,7 +942,7 @@ add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 		SortGroupClause *sgc = linitial(parse->groupClause);
 		TargetEntry *tle = get_sortgroupclause_tle(sgc, parse->targetList);
 
-		facet = column_of_var(tle->expr, rel, info);
+		facet = dalp_column_of_var(tle->expr, rel, info->res, info->relid);
 		if (facet == NULL || !facet->facet)
 			return;
 
@@ -1251,7 +969,8 @@ add_aggregate_path(PlannerInfo *root, RelOptInfo *input_rel,
 				return;
 		}
 		else if (contain_var_clause((Node *) expr) &&
-				 (facet == NULL || column_of_var(expr, rel, info) != facet))
+				 (facet == NULL ||
+				  dalp_column_of_var(expr, rel, info->res, info->relid) != facet))
 			return;
 	}
 
@@ -1316,8 +1035,8 @@ add_final_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *final_rel,
 		if (sort == NULL)
 			return;
 	}
-	if ((parse->limitCount && !is_pushable_value((Expr *) parse->limitCount, baserel, false)) ||
-		(parse->limitOffset && !is_pushable_value((Expr *) parse->limitOffset, baserel, false)))
+	if ((parse->limitCount && !dalp_is_pushable_value((Expr *) parse->limitCount, baserel, false)) ||
+		(parse->limitOffset && !dalp_is_pushable_value((Expr *) parse->limitOffset, baserel, false)))
 		return;
 	/* every Var the target needs must be a plain column */
 	foreach(lc, pull_var_clause((Node *) root->upper_targets[UPPERREL_FINAL]->exprs, 0))
