@@ -4,6 +4,7 @@ OBJS = \
 	src/activity.o \
 	src/catalog.o \
 	src/counts.o \
+	src/dalp_fdw.o \
 	src/decode.o \
 	src/deparse.o \
 	src/http.o \

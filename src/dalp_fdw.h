@@ -245,8 +245,7 @@ extern DalpMappingOverride dalp_mapping_override;
 
 extern bool dalp_is_hex_id(const char *s, int ndigits);
 
-extern void _PG_init(void);
-
+extern void dalp_check_option_rows(void);
 extern void dalp_get_server_config(Oid serverid, DalpConnConfig *conf);
 extern void dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf);
 extern void dalp_conn_config_copy(DalpConnConfig *dst,
@@ -760,6 +759,13 @@ extern void dalp_get_foreign_upper_paths(PlannerInfo *root,
 										 void *extra);
 
 
+extern void dalp_begin_foreign_scan(ForeignScanState *node, int eflags);
+extern TupleTableSlot *dalp_iterate_foreign_scan(ForeignScanState *node);
+extern void dalp_rescan_foreign_scan(ForeignScanState *node);
+extern void dalp_end_foreign_scan(ForeignScanState *node);
+extern void dalp_explain_foreign_scan(ForeignScanState *node,
+									  struct ExplainState *es);
+
 /* ----------------------------------------------------------------
  * IMPORT FOREIGN SCHEMA (import.c)
  * ----------------------------------------------------------------
@@ -767,5 +773,11 @@ extern void dalp_get_foreign_upper_paths(PlannerInfo *root,
 struct ImportForeignSchemaStmt;
 extern List *dalp_import_foreign_schema(struct ImportForeignSchemaStmt *stmt,
 										Oid serverOid);
+
+/* ----------------------------------------------------------------
+ * The module (dalp_fdw.c): _PG_init and the FDW handler
+ * ----------------------------------------------------------------
+ */
+extern void _PG_init(void);
 
 #endif							/* DALP_FDW_H */

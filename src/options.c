@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * options.c
- *		  Option validation, connection settings and the GUCs of dalp_fdw.
+ *		  Option validation and connection settings.
  *
  * Every option is checked when it is set (CREATE/ALTER), not when a query
  * first uses it, so that a typo never surfaces as a failing report at night.
@@ -30,12 +30,9 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
-
-PG_MODULE_MAGIC;
 
 typedef enum DalpOptionKind
 {
@@ -636,8 +633,8 @@ apply_defaults(DalpConnConfig *conf)
  * one, a connection would get a zero no one chose.  Checked when the
  * library loads, so that such a row fails every test.
  */
-static void
-check_option_rows(void)
+void
+dalp_check_option_rows(void)
 {
 	for (int i = 0; i < lengthof(valid_options); i++)
 	{
@@ -869,18 +866,3 @@ dalp_fdw_catalog_options(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-void
-_PG_init(void)
-{
-	DefineCustomBoolVariable("dalp_fdw.pushdown",
-							 "Sends filters, sort, limit and aggregates to the DALP API.",
-							 "When off, only the token path is pushed down; every query returns the same rows either way.",
-							 &dalp_pushdown_enabled,
-							 true,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-	MarkGUCPrefixReserved("dalp_fdw");
-	check_option_rows();
-	dalp_shared_register();
-}

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * scan.c
- *		  Executing DALP foreign scans: the FDW handler, Begin/Iterate/ReScan/
- *		  End, EXPLAIN, and the request pipeline.
+ *		  Executing DALP foreign scans: Begin/Iterate/ReScan/End, EXPLAIN,
+ *		  and the request pipeline.
  *
  * A scan reads a list of streams: one per (token, filter variant), where a
  * per-token resource has one token (pinned) or many (an IN list, or every
@@ -332,7 +332,7 @@ begin_table(ForeignScanState *node, List *priv, List *exprs, Oid userid,
 	return st;
 }
 
-static void
+void
 dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 {
 	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
@@ -1457,7 +1457,7 @@ iterate_aggregate(DalpScanState *st, TupleTableSlot *slot)
 	return slot;
 }
 
-static TupleTableSlot *
+TupleTableSlot *
 dalp_iterate_foreign_scan(ForeignScanState *node)
 {
 	DalpScanState *st = (DalpScanState *) node->fdw_state;
@@ -1524,7 +1524,7 @@ reset_execution(DalpScanState *st)
  * Start over.  Parameters may have changed, so the conditions are evaluated
  * again: a nested loop's new token reads just that token.
  */
-static void
+void
 dalp_rescan_foreign_scan(ForeignScanState *node)
 {
 	DalpScanState *st = (DalpScanState *) node->fdw_state;
@@ -1533,7 +1533,7 @@ dalp_rescan_foreign_scan(ForeignScanState *node)
 	st->repeated = true;
 }
 
-static void
+void
 dalp_end_foreign_scan(ForeignScanState *node)
 {
 	DalpScanState *st = (DalpScanState *) node->fdw_state;
@@ -1616,7 +1616,7 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
  * EXPLAIN (VERBOSE): the planned requests, a join's outer table's first;
  * EXPLAIN ANALYZE adds what was sent and received.
  */
-static void
+void
 dalp_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 {
 	DalpScanState *st = (DalpScanState *) node->fdw_state;
@@ -1649,32 +1649,4 @@ dalp_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 							   st->retries + (o ? o->retries : 0), es);
 		ExplainPropertyInteger("DALP Bytes", NULL, st->bytes + (o ? o->bytes : 0), es);
 	}
-}
-
-static List *
-dalp_import_foreign_schema_cb(ImportForeignSchemaStmt *stmt, Oid serverOid)
-{
-	return dalp_import_foreign_schema(stmt, serverOid);
-}
-
-PG_FUNCTION_INFO_V1(dalp_fdw_handler);
-
-Datum
-dalp_fdw_handler(PG_FUNCTION_ARGS)
-{
-	FdwRoutine *routine = makeNode(FdwRoutine);
-
-	routine->GetForeignRelSize = dalp_get_foreign_rel_size;
-	routine->GetForeignPaths = dalp_get_foreign_paths;
-	routine->GetForeignPlan = dalp_get_foreign_plan;
-	routine->GetForeignJoinPaths = dalp_get_foreign_join_paths;
-	routine->GetForeignUpperPaths = dalp_get_foreign_upper_paths;
-	routine->BeginForeignScan = dalp_begin_foreign_scan;
-	routine->IterateForeignScan = dalp_iterate_foreign_scan;
-	routine->ReScanForeignScan = dalp_rescan_foreign_scan;
-	routine->EndForeignScan = dalp_end_foreign_scan;
-	routine->ExplainForeignScan = dalp_explain_foreign_scan;
-	routine->ImportForeignSchema = dalp_import_foreign_schema_cb;
-
-	PG_RETURN_POINTER(routine);
 }

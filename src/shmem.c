@@ -430,10 +430,11 @@ dalp_shared_my_activity(void)
 }
 
 /*
- * Backend exit (pg_terminate_backend included): flush the counters and give
- * the activity slot back.  An open transaction is aborted after this, by a
- * before_shmem_exit callback registered earlier, while shared memory is
- * still there: that abort gives back unsent reservations (http.c).
+ * Backend exit (pg_terminate_backend included): give the activity slot
+ * back (stats.c flushes the counters from a callback of its own).  An open
+ * transaction is aborted after this, by a before_shmem_exit callback
+ * registered earlier, while shared memory is still there: that abort gives
+ * back unsent reservations (http.c).
  */
 static void
 shared_exit(int code, Datum arg)
@@ -442,7 +443,6 @@ shared_exit(int code, Datum arg)
 
 	if (dalp_shared == NULL || my_activity < 0)
 		return;
-	dalp_stats_flush();
 	slot = &dalp_shared->activity[my_activity];
 	LWLockAcquire(dalp_shared->slot_lock, LW_EXCLUSIVE);
 	slot->command = DALP_CMD_NONE;

@@ -25,6 +25,7 @@
 #include "foreign/foreign.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -81,6 +82,7 @@ static HTAB *dalp_stats = NULL;
 static TimestampTz dalp_stats_since = 0;	/* this backend's counting began */
 
 static void stats_xact_callback(XactEvent event, void *arg);
+static void stats_exit(int code, Datum arg);
 static int	stats_row_cmp(const void *a, const void *b);
 static void put_rows(ReturnSetInfo *rsinfo, DalpStatsRow *rows, int nrows,
 					 TimestampTz since);
@@ -103,6 +105,7 @@ dalp_stats_for(Oid serverid)
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		dalp_stats_since = GetCurrentTimestamp();
 		RegisterXactCallback(stats_xact_callback, NULL);
+		before_shmem_exit(stats_exit, (Datum) 0);
 	}
 
 	entry = hash_search(dalp_stats, &serverid, HASH_ENTER, &found);
@@ -152,6 +155,16 @@ stats_xact_callback(XactEvent event, void *arg)
 		event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
 		dalp_stats_flush();
+}
+
+/*
+ * Backend exit (pg_terminate_backend included), while shared memory is
+ * still there: what was counted since the last flush.
+ */
+static void
+stats_exit(int code, Datum arg)
+{
+	dalp_stats_flush();
 }
 
 static int
