@@ -5,8 +5,9 @@
  *
  * Planning, request building, decoding, IMPORT FOREIGN SCHEMA and EXPLAIN
  * are generic code over these tables; adding a resource is adding an entry.
- * Field names, filters and operators follow dalp-api-contract.md; column
- * names and types follow sql-interface.md.
+ * Field names, filters and operators are those the DALP REST API
+ * (/api/v2) documents for each collection; column names and types are the
+ * SQL interface the README's "Tables" lists.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,10 +22,10 @@
 
 /*
  * The operator table: every DALP_OP_* bit, in the order of the bits (the
- * order catalog_columns() lists them in).  Planning (classify_clause in
- * plan.c), request building and EXPLAIN (scan.c) and catalog_columns()
- * read it; adding an operator is adding its bit and its row, and naming
- * the bit in the ops of the columns the contract allows it on.
+ * order catalog_columns() lists them in).  Clause classification and
+ * request building (deparse.c), EXPLAIN and catalog_columns() read it;
+ * adding an operator is adding its bit and its row, and naming the bit in
+ * the ops of the columns the contract allows it on.
  */
 static const DalpOperatorDef operator_defs[] = {
 	{.bit = DALP_OP_EQ, .api = "eq", .sql = "=", .sql_commuted = "=",

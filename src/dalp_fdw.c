@@ -14,6 +14,10 @@
 
 PG_MODULE_MAGIC;
 
+/*
+ * Module load: the dalp_fdw.pushdown setting, a check of the option table,
+ * and the shared memory request (with the library preloaded).
+ */
 void
 _PG_init(void)
 {
@@ -30,6 +34,9 @@ _PG_init(void)
 	dalp_shared_register();
 }
 
+/*
+ * The foreign-data wrapper handler: the FdwRoutine with the callbacks.
+ */
 PG_FUNCTION_INFO_V1(dalp_fdw_handler);
 
 Datum

@@ -8,6 +8,10 @@
  * code over it.  libcurl stays in http.c and json-c in json.c and decode.c,
  * so that the rest of the code speaks PostgreSQL only.
  *
+ * One section per file, in layers from the bottom up: a file calls only the
+ * files of the sections above its own (never one that calls it back), and
+ * nothing calls dalp_fdw.c, the last.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef DALP_FDW_H
@@ -30,6 +34,51 @@
 #define DALP_API_PREFIX "/api/v2"
 #define DALP_MAX_PAGE_SIZE 200
 #define DALP_MAX_IN_VALUES 100
+
+/* ----------------------------------------------------------------
+ * What the server sends, made safe (untrusted.c)
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The largest count taken from the API: 2^53, the largest integer a
+ * JavaScript server holds exactly.  More is no count of items, but garbage.
+ */
+#define DALP_MAX_API_COUNT	INT64CONST(9007199254740992)
+
+extern char *dalp_display_text(const char *s);
+extern Datum dalp_input_call(FmgrInfo *flinfo, char *text, Oid typioparam,
+							 int32 typmod);
+extern int64 dalp_api_count(const char *text, const char *what,
+							const char *display_path);
+extern int64 dalp_add_counts(int64 a, int64 b, const char *what);
+
+/* ----------------------------------------------------------------
+ * Strings with a count each, in the order first seen (counts.c)
+ * ----------------------------------------------------------------
+ */
+
+/* A value of a facet field and how many items have it. */
+typedef struct DalpFacetCount
+{
+	char	   *value;			/* first: the key of a DalpCounts' hash */
+	int64		count;
+} DalpFacetCount;
+
+typedef struct DalpCounts
+{
+	HTAB	   *hash;			/* DalpFacetCount entries, keyed by value;
+								 * NULL until the first value */
+	List	   *entries;		/* the same entries, first seen first */
+	MemoryContext cxt;			/* current when the first value was added:
+								 * holds them all */
+} DalpCounts;
+
+/* All zeroes is an empty DalpCounts (read_all_pages zeroes its *arg). */
+#define DALP_COUNTS_EMPTY {NULL, NIL, NULL}
+
+extern bool dalp_counts_add(DalpCounts *counts, const char *value, int64 n);
+extern bool dalp_counts_contain(const DalpCounts *counts, const char *value);
 
 /* ----------------------------------------------------------------
  * Resource catalog (catalog.c)
@@ -64,7 +113,7 @@ typedef enum DalpValueKind
 #define DALP_OP_EQ_BARE		0x0200
 #define DALP_OP_RANGE		(DALP_OP_GT | DALP_OP_GTE | DALP_OP_LT | DALP_OP_LTE)
 
-/* What an operator's value is, and how it is sent (cond_texts, scan.c). */
+/* What an operator's value is, and how it is sent (cond_texts, deparse.c). */
 typedef enum DalpOpValue
 {
 	DALP_OPVAL_ONE,				/* one value of the column's type */
@@ -256,77 +305,105 @@ extern void dalp_apply_table_options(Oid foreigntableid, DalpConnConfig *conf);
 extern char *dalp_column_json_path(Oid relid, AttrNumber attnum);
 
 /* ----------------------------------------------------------------
- * HTTP (http.c): the only file that calls libcurl
+ * Request building (deparse.c): what the API can take and its exact text
  * ----------------------------------------------------------------
  */
 
-typedef struct DalpHttpResult
+/* What a pushed-down condition does with its value. */
+typedef enum DalpCondRole
 {
-	long		status;			/* final HTTP status */
-	char	   *body;			/* NUL-terminated, palloc'd; NULL when a sink
-								 * took it */
-	size_t		body_len;
-	char	   *content_type;	/* palloc'd, or NULL */
-	int			attempts;		/* requests sent for this result */
-	int64		bytes;			/* body bytes received over all attempts,
-								 * as sent: before gzip decoding */
-} DalpHttpResult;
+	DALP_COND_TOKEN,			/* selects the token path (fan-out for IN) */
+	DALP_COND_ITEM,				/* selects the single-item path */
+	DALP_COND_FILTER,			/* becomes filter[field][op]=value */
+	DALP_COND_SEARCH			/* a search key; its column echoes the value */
+} DalpCondRole;
 
-typedef struct DalpHttpRequest DalpHttpRequest;
+/* A condition sent to the API; its value is fdw_exprs at the same index. */
+typedef struct DalpCond
+{
+	const DalpColumnDef *column;
+	DalpCondRole role;
+	int			op;				/* one DALP_OP_* bit */
+	bool		exact;			/* the API evaluates it exactly as SQL */
+} DalpCond;
 
 /*
- * Where the body of a 2xx response goes as it arrives (other bodies are
- * kept in DalpHttpResult.body).  Both functions run inside libcurl: they
- * must neither palloc nor raise an ERROR.
+ * One variant of the filters: a scan reads each token once per variant.
+ * Every condition is added to each variant; an IN list longer than the
+ * API's cap multiplies the variants by its chunks, and a search key with
+ * several values by its values (each variant echoes its own).
  */
-typedef struct DalpBodySink
+typedef struct DalpVariant
 {
-	/* an attempt starts: forget the bytes of an earlier one */
-	void		(*begin) (void *arg);
-	/* the next bytes; false stops the transfer */
-	bool		(*consume) (void *arg, const char *data, size_t len);
-	void	   *arg;
-} DalpBodySink;
+	char	   *filters;		/* encoded "k=v&k=v", or "" */
+	char	   *search_value;	/* what the search column returns, or NULL */
+} DalpVariant;
 
-extern DalpHttpRequest *dalp_http_start(const DalpConnConfig *conf,
-										const char *path, DalpBodySink *sink);
-extern DalpHttpResult *dalp_http_wait(DalpHttpRequest *req);
-extern DalpHttpResult *dalp_http_wait_hook(DalpHttpRequest *req,
-										   void (*hook) (void *arg, bool others_ended),
-										   void *arg);
-extern void dalp_http_poll(void);
-extern bool dalp_http_done(const DalpHttpRequest *req);
-extern void dalp_http_abandon(DalpHttpRequest *req);
-extern DalpHttpResult *dalp_http_get(const DalpConnConfig *conf,
-									 const char *path, DalpBodySink *sink);
-
-/* ----------------------------------------------------------------
- * Statistics (stats.c): per server, per backend
- * ----------------------------------------------------------------
- */
-
-typedef struct DalpServerStats
+/* The requests of a scan, as its conditions shape them. */
+typedef struct DalpRequestSet
 {
-	Oid			serverid;
-	int64		requests;
-	int64		pages;
-	int64		rows;
-	int64		bytes;
-	int64		retries;
-	int64		rate_limit_waits;
-	int64		errors;
-	int64		connections_opened;
-	int64		network_wait_us;
-	int64		responses_429;
-	int64		retry_after_waits;	/* waits for another request's 429 */
-	int64		budget_wait_us; /* waiting for the rate limit or a 429 */
-} DalpServerStats;
+	List	   *tokens;			/* the tokens to read, when constrained */
+	bool		constrained;	/* false: every token (or none needed) */
+	List	   *variants;		/* DalpVariant *: the filters of each read */
+	char	   *item_key;		/* the single-item key, or NULL */
+} DalpRequestSet;
 
-/* The int64 counters of DalpServerStats (all but serverid). */
-#define DALP_STATS_NCOUNTERS 12
+struct ExplainState;
 
-extern DalpServerStats *dalp_stats_for(Oid serverid);
-extern void dalp_stats_flush(void);
+extern bool dalp_pushdown_enabled;
+
+extern bool dalp_is_pushable_value(Expr *expr, RelOptInfo *baserel,
+								   bool allow_outer);
+extern const DalpColumnDef *dalp_column_of_var(Expr *expr,
+											   RelOptInfo *baserel,
+											   const DalpResourceDef *res,
+											   Oid relid);
+extern bool dalp_column_accepts(const DalpResourceDef *res,
+								const DalpColumnDef *col, int op);
+extern bool dalp_in_list_fits(Expr *values);
+extern DalpCond *dalp_classify_clause(RelOptInfo *baserel,
+									  const DalpResourceDef *res, Oid relid,
+									  Expr *clause, bool allow_outer,
+									  Expr **value);
+extern void dalp_classify_clauses(RelOptInfo *baserel,
+								  const DalpResourceDef *res, Oid relid,
+								  List *clauses, bool allow_outer,
+								  List **conds, List **values, List **local,
+								  List **filters);
+extern void dalp_append_query_param(StringInfo buf, const char *key,
+									const char *value);
+extern char *dalp_decode_for_display(const char *path);
+extern int	dalp_hex_value(char c);
+extern char *dalp_expand_path(const char *tmpl, const char *token,
+							  const char *key);
+extern char *dalp_value_to_api_text(Datum value, Oid typid);
+extern bool dalp_collation_is_c(Oid collation);
+extern List *dalp_conds_to_private(List *conds);
+extern List *dalp_conds_from_private(const DalpResourceDef *res,
+									 List *private_conds);
+extern void dalp_request_set_init(DalpRequestSet *rs);
+extern bool dalp_request_set_add(DalpRequestSet *rs, const DalpCond *cond,
+								 int op, List *texts, bool explain);
+extern bool dalp_plan_requests(List *conds, Datum *values, bool *nulls,
+							   bool *skip, List *given_tokens,
+							   bool *tokens_constrained, List **tokens,
+							   List **variants, char **item_key);
+extern bool dalp_cond_constant_filters(const DalpResourceDef *res,
+									   List *conds, List *values,
+									   const char *table_token,
+									   List **token_values, char **filters);
+extern char *dalp_build_path_text(const DalpResourceDef *res,
+								  const char *token, const char *item_key,
+								  const char *sort, const char *filters,
+								  const char *offset, const char *limit);
+extern char *dalp_build_path(const DalpResourceDef *res, const char *token,
+							 const char *item_key, const char *sort,
+							 const char *filters, int64 offset, int limit);
+extern char *dalp_build_count_path(const DalpResourceDef *res,
+								   const char *token, const char *filters);
+extern char *dalp_explain_expr(struct ExplainState *es, Expr *expr);
+extern char *dalp_explain_value(struct ExplainState *es, const DalpCond *cond,
+								Expr *expr, int *op);
 
 /* ----------------------------------------------------------------
  * Cluster-wide state (shmem.c), with dalp_fdw preloaded only
@@ -403,6 +480,9 @@ typedef struct DalpActivitySlot
 	char		path[DALP_ACTIVITY_PATH_LEN];	/* decoded; never the key */
 } DalpActivitySlot;
 
+/* The int64 counters of DalpServerStats (stats.c; all but serverid). */
+#define DALP_STATS_NCOUNTERS 12
+
 /* A row of the cluster-wide counters. */
 typedef struct DalpSharedStats
 {
@@ -431,6 +511,31 @@ extern int	dalp_shared_read_stats(DalpSharedStats **rows, TimestampTz *since);
 extern void dalp_shared_stats_reset(void);
 
 /* ----------------------------------------------------------------
+ * Statistics (stats.c): per server, per backend
+ * ----------------------------------------------------------------
+ */
+
+typedef struct DalpServerStats
+{
+	Oid			serverid;
+	int64		requests;
+	int64		pages;
+	int64		rows;
+	int64		bytes;
+	int64		retries;
+	int64		rate_limit_waits;
+	int64		errors;
+	int64		connections_opened;
+	int64		network_wait_us;
+	int64		responses_429;
+	int64		retry_after_waits;	/* waits for another request's 429 */
+	int64		budget_wait_us; /* waiting for the rate limit or a 429 */
+} DalpServerStats;
+
+extern DalpServerStats *dalp_stats_for(Oid serverid);
+extern void dalp_stats_flush(void);
+
+/* ----------------------------------------------------------------
  * This backend's activity (activity.c), for dalp_fdw.activity
  * ----------------------------------------------------------------
  */
@@ -443,49 +548,49 @@ extern void dalp_activity_request(const char *server, const char *display_path);
 extern void dalp_activity_wait(DalpWaitKind kind);
 
 /* ----------------------------------------------------------------
- * What the server sends, made safe (untrusted.c)
+ * HTTP (http.c): the only file that calls libcurl
  * ----------------------------------------------------------------
  */
+
+typedef struct DalpHttpResult
+{
+	long		status;			/* final HTTP status */
+	char	   *body;			/* NUL-terminated, palloc'd; NULL when a sink
+								 * took it */
+	size_t		body_len;
+	char	   *content_type;	/* palloc'd, or NULL */
+	int			attempts;		/* requests sent for this result */
+	int64		bytes;			/* body bytes received over all attempts,
+								 * as sent: before gzip decoding */
+} DalpHttpResult;
+
+typedef struct DalpHttpRequest DalpHttpRequest;
 
 /*
- * The largest count taken from the API: 2^53, the largest integer a
- * JavaScript server holds exactly.  More is no count of items, but garbage.
+ * Where the body of a 2xx response goes as it arrives (other bodies are
+ * kept in DalpHttpResult.body).  Both functions run inside libcurl: they
+ * must neither palloc nor raise an ERROR.
  */
-#define DALP_MAX_API_COUNT	INT64CONST(9007199254740992)
-
-extern char *dalp_display_text(const char *s);
-extern Datum dalp_input_call(FmgrInfo *flinfo, char *text, Oid typioparam,
-							 int32 typmod);
-extern int64 dalp_api_count(const char *text, const char *what,
-							const char *display_path);
-extern int64 dalp_add_counts(int64 a, int64 b, const char *what);
-
-/* ----------------------------------------------------------------
- * Strings with a count each, in the order first seen (counts.c)
- * ----------------------------------------------------------------
- */
-
-/* A value of a facet field and how many items have it. */
-typedef struct DalpFacetCount
+typedef struct DalpBodySink
 {
-	char	   *value;			/* first: the key of a DalpCounts' hash */
-	int64		count;
-} DalpFacetCount;
+	/* an attempt starts: forget the bytes of an earlier one */
+	void		(*begin) (void *arg);
+	/* the next bytes; false stops the transfer */
+	bool		(*consume) (void *arg, const char *data, size_t len);
+	void	   *arg;
+} DalpBodySink;
 
-typedef struct DalpCounts
-{
-	HTAB	   *hash;			/* DalpFacetCount entries, keyed by value;
-								 * NULL until the first value */
-	List	   *entries;		/* the same entries, first seen first */
-	MemoryContext cxt;			/* current when the first value was added:
-								 * holds them all */
-} DalpCounts;
-
-/* All zeroes is an empty DalpCounts (read_all_pages zeroes its *arg). */
-#define DALP_COUNTS_EMPTY {NULL, NIL, NULL}
-
-extern bool dalp_counts_add(DalpCounts *counts, const char *value, int64 n);
-extern bool dalp_counts_contain(const DalpCounts *counts, const char *value);
+extern DalpHttpRequest *dalp_http_start(const DalpConnConfig *conf,
+										const char *path, DalpBodySink *sink);
+extern DalpHttpResult *dalp_http_wait(DalpHttpRequest *req);
+extern DalpHttpResult *dalp_http_wait_hook(DalpHttpRequest *req,
+										   void (*hook) (void *arg, bool others_ended),
+										   void *arg);
+extern void dalp_http_poll(void);
+extern bool dalp_http_done(const DalpHttpRequest *req);
+extern void dalp_http_abandon(DalpHttpRequest *req);
+extern DalpHttpResult *dalp_http_get(const DalpConnConfig *conf,
+									 const char *path, DalpBodySink *sink);
 
 /* ----------------------------------------------------------------
  * JSON (json.c): responses parsed by json-c as they arrive
@@ -596,107 +701,6 @@ extern bool dalp_check_response(const DalpConnConfig *conf,
 extern int64 dalp_fetch_total(const DalpConnConfig *conf, const char *path);
 extern bool dalp_page_is_last(const DalpPage *page, int64 offset,
 							  int requested);
-
-/* ----------------------------------------------------------------
- * Request building (deparse.c): what the API can take and its exact text
- * ----------------------------------------------------------------
- */
-
-/* What a pushed-down condition does with its value. */
-typedef enum DalpCondRole
-{
-	DALP_COND_TOKEN,			/* selects the token path (fan-out for IN) */
-	DALP_COND_ITEM,				/* selects the single-item path */
-	DALP_COND_FILTER,			/* becomes filter[field][op]=value */
-	DALP_COND_SEARCH			/* a search key; its column echoes the value */
-} DalpCondRole;
-
-/* A condition sent to the API; its value is fdw_exprs at the same index. */
-typedef struct DalpCond
-{
-	const DalpColumnDef *column;
-	DalpCondRole role;
-	int			op;				/* one DALP_OP_* bit */
-	bool		exact;			/* the API evaluates it exactly as SQL */
-} DalpCond;
-
-/*
- * One variant of the filters: a scan reads each token once per variant.
- * Every condition is added to each variant; an IN list longer than the
- * API's cap multiplies the variants by its chunks, and a search key with
- * several values by its values (each variant echoes its own).
- */
-typedef struct DalpVariant
-{
-	char	   *filters;		/* encoded "k=v&k=v", or "" */
-	char	   *search_value;	/* what the search column returns, or NULL */
-} DalpVariant;
-
-/* The requests of a scan, as its conditions shape them. */
-typedef struct DalpRequestSet
-{
-	List	   *tokens;			/* the tokens to read, when constrained */
-	bool		constrained;	/* false: every token (or none needed) */
-	List	   *variants;		/* DalpVariant *: the filters of each read */
-	char	   *item_key;		/* the single-item key, or NULL */
-} DalpRequestSet;
-
-struct ExplainState;
-
-extern bool dalp_pushdown_enabled;
-
-extern bool dalp_is_pushable_value(Expr *expr, RelOptInfo *baserel,
-								   bool allow_outer);
-extern const DalpColumnDef *dalp_column_of_var(Expr *expr,
-											   RelOptInfo *baserel,
-											   const DalpResourceDef *res,
-											   Oid relid);
-extern bool dalp_column_accepts(const DalpResourceDef *res,
-								const DalpColumnDef *col, int op);
-extern bool dalp_in_list_fits(Expr *values);
-extern DalpCond *dalp_classify_clause(RelOptInfo *baserel,
-									  const DalpResourceDef *res, Oid relid,
-									  Expr *clause, bool allow_outer,
-									  Expr **value);
-extern void dalp_classify_clauses(RelOptInfo *baserel,
-								  const DalpResourceDef *res, Oid relid,
-								  List *clauses, bool allow_outer,
-								  List **conds, List **values, List **local,
-								  List **filters);
-extern void dalp_append_query_param(StringInfo buf, const char *key,
-									const char *value);
-extern char *dalp_decode_for_display(const char *path);
-extern int	dalp_hex_value(char c);
-extern char *dalp_expand_path(const char *tmpl, const char *token,
-							  const char *key);
-extern char *dalp_value_to_api_text(Datum value, Oid typid);
-extern bool dalp_collation_is_c(Oid collation);
-extern List *dalp_conds_to_private(List *conds);
-extern List *dalp_conds_from_private(const DalpResourceDef *res,
-									 List *private_conds);
-extern void dalp_request_set_init(DalpRequestSet *rs);
-extern bool dalp_request_set_add(DalpRequestSet *rs, const DalpCond *cond,
-								 int op, List *texts, bool explain);
-extern bool dalp_plan_requests(List *conds, Datum *values, bool *nulls,
-							   bool *skip, List *given_tokens,
-							   bool *tokens_constrained, List **tokens,
-							   List **variants, char **item_key);
-extern bool dalp_cond_constant_filters(const DalpResourceDef *res,
-									   List *conds, List *values,
-									   const char *table_token,
-									   List **token_values, char **filters);
-extern char *dalp_build_path_text(const DalpResourceDef *res,
-								  const char *token, const char *item_key,
-								  const char *sort, const char *filters,
-								  const char *offset, const char *limit);
-extern char *dalp_build_path(const DalpResourceDef *res, const char *token,
-							 const char *item_key, const char *sort,
-							 const char *filters, int64 offset, int limit);
-extern char *dalp_build_count_path(const DalpResourceDef *res,
-								   const char *token, const char *filters);
-extern char *dalp_explain_expr(struct ExplainState *es, Expr *expr);
-extern char *dalp_explain_value(struct ExplainState *es, const DalpCond *cond,
-								Expr *expr, int *op);
 
 /* ----------------------------------------------------------------
  * Planning (plan.c) and execution (scan.c)

@@ -198,7 +198,7 @@ timestamp_bound(int *op, Datum *value)
  *
  * This is where a condition becomes exact: the API then returns exactly
  * the rows the SQL condition keeps, whatever the value, and planning
- * (classify_clause in plan.c) removes it from the local filter.  The
+ * (dalp_classify_clause) removes it from the local filter.  The
  * values are normalized so that this holds: a mixed-case address matches
  * nothing, as it would against DALP's lowercase data; a timestamp bound is
  * moved to DALP's milliseconds; a NULL matches nothing.  Where it cannot
@@ -259,7 +259,7 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 		}
 		if (*texts == NIL)
 			return opdef->negated ? VALUE_ALWAYS : VALUE_NEVER;
-		/* NOT IN cannot be split into requests: checked locally (plan.c) */
+		/* NOT IN cannot be split into requests: in_list_is_exact kept it local */
 		if (opdef->value == DALP_OPVAL_WHOLE_LIST &&
 			list_length(*texts) > DALP_MAX_IN_VALUES)
 			return VALUE_ALWAYS;

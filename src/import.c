@@ -25,6 +25,11 @@ table_listed(ImportForeignSchemaStmt *stmt, const char *name)
 	return false;
 }
 
+/*
+ * ImportForeignSchema
+ *		Return the CREATE FOREIGN TABLE commands of the catalog's resources,
+ *		as LIMIT TO/EXCEPT select them.
+ */
 List *
 dalp_import_foreign_schema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 {

@@ -4,10 +4,10 @@
  *		  Planning of DALP foreign scans: which conditions, sort, limit and
  *		  aggregates go to the API, parameterized paths for joins, costing.
  *
- * A condition the API evaluates exactly as PostgreSQL would (see
- * cond_texts() in scan.c) is removed from the local filter; the others stay
- * as local filters.  LIMIT, OFFSET and aggregates are pushed only when no
- * local filter remains.
+ * A condition the API evaluates exactly as PostgreSQL would (deparse.c
+ * decides which: dalp_classify_clause and cond_texts()) is removed from
+ * the local filter; the others stay as local filters.  LIMIT, OFFSET and
+ * aggregates are pushed only when no local filter remains.
  *
  *-------------------------------------------------------------------------
  */
@@ -209,6 +209,11 @@ remote_estimate(PlannerInfo *root, DalpRelInfo *info)
 	return total < 0 ? -1 : (double) total;
 }
 
+/*
+ * GetForeignRelSize
+ *		Estimate the rows of a foreign table's scan; the API is asked for a
+ *		count when use_remote_estimate is on.
+ */
 void
 dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 						  Oid foreigntableid)
@@ -449,6 +454,11 @@ add_join_paths(PlannerInfo *root, RelOptInfo *baserel, DalpRelInfo *info)
 	}
 }
 
+/*
+ * GetForeignPaths
+ *		Create the access paths of a scan of a foreign table: sorted,
+ *		parameterized by a nested loop's outer token, and plain.
+ */
 void
 dalp_get_foreign_paths(PlannerInfo *root, RelOptInfo *baserel,
 					   Oid foreigntableid)
@@ -683,6 +693,11 @@ make_join_plan(PlannerInfo *root, RelOptInfo *joinrel, List *tlist,
 							fdw_private, scan_tlist, NIL, outer_plan);
 }
 
+/*
+ * GetForeignPlan
+ *		Create the ForeignScan plan node of the chosen path, its fdw_private
+ *		saying what the executor sends.
+ */
 ForeignScan *
 dalp_get_foreign_plan(PlannerInfo *root, RelOptInfo *foreignrel,
 					  Oid foreigntableid, ForeignPath *best_path,
@@ -847,11 +862,12 @@ estimate_join_cost(RelOptInfo *joinrel, DalpJoinInfo *ji, Cost *startup,
 }
 
 /*
- * GetForeignJoinPaths: a join of two DALP tables of one server on
- * token_address (tokens to any per-token table, or two per-token tables),
- * read as one scan (DalpJoinInfo) instead of a nested loop whose inner scans
- * run one outer token after the other.  Inner joins only, and only with
- * dalp_fdw.pushdown on.
+ * GetForeignJoinPaths
+ *		Add a path for a join of two DALP tables of one server on
+ *		token_address (tokens to any per-token table, or two per-token
+ *		tables), read as one scan (DalpJoinInfo) instead of a nested loop
+ *		whose inner scans run one outer token after the other.  Inner joins
+ *		only, and only with dalp_fdw.pushdown on.
  */
 void
 dalp_get_foreign_join_paths(PlannerInfo *root, RelOptInfo *joinrel,
@@ -1062,6 +1078,11 @@ add_final_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *final_rel,
 																   makeString("")))));
 }
 
+/*
+ * GetForeignUpperPaths
+ *		Add paths that have the API compute a grouping stage (count(*), by a
+ *		facet) or the final stage's LIMIT and OFFSET.
+ */
 void
 dalp_get_foreign_upper_paths(PlannerInfo *root, UpperRelationKind stage,
 							 RelOptInfo *input_rel, RelOptInfo *output_rel,

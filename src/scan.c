@@ -332,6 +332,11 @@ begin_table(ForeignScanState *node, List *priv, List *exprs, Oid userid,
 	return st;
 }
 
+/*
+ * BeginForeignScan
+ *		Initiate the scan: the state of its table (and a join's outer
+ *		table); no request is sent before the first row is asked for.
+ */
 void
 dalp_begin_foreign_scan(ForeignScanState *node, int eflags)
 {
@@ -689,7 +694,7 @@ page_limit(const DalpScanState *st, const DalpStream *stream, int64 offset)
 
 /* Start the request for a page and queue it in stream/offset order. */
 static void
-launch(DalpScanState *st, int stream_index, int64 offset)
+launch_page(DalpScanState *st, int stream_index, int64 offset)
 {
 	DalpStream *stream = &st->streams[stream_index];
 	MemoryContext old = MemoryContextSwitchTo(st->exec_cxt);
@@ -756,7 +761,7 @@ fill_pipeline(DalpScanState *st, int awaited)
 		{
 			if (list_length(st->pending) + awaited >= waiting)
 				break;
-			launch(st, s, stream->next_offset);
+			launch_page(st, s, stream->next_offset);
 			busy++;
 		}
 		while (stream->extent >= 0 && !stream_is_single(st) &&
@@ -764,7 +769,7 @@ fill_pipeline(DalpScanState *st, int awaited)
 			   (stream->end < 0 || stream->next_offset < stream->end) &&
 			   busy < st->window && list_length(st->pending) + awaited < waiting)
 		{
-			launch(st, s, stream->next_offset);
+			launch_page(st, s, stream->next_offset);
 			busy++;
 		}
 	}
@@ -906,7 +911,7 @@ next_page(DalpScanState *st)
 	if (!stream->started ||
 		(st->pending == NIL ||
 		 ((DalpPending *) linitial(st->pending))->stream != st->cur_stream))
-		launch(st, st->cur_stream, stream->next_offset);
+		launch_page(st, st->cur_stream, stream->next_offset);
 	fill_pipeline(st, 0);
 
 	p = (DalpPending *) linitial(st->pending);
@@ -1457,6 +1462,11 @@ iterate_aggregate(DalpScanState *st, TupleTableSlot *slot)
 	return slot;
 }
 
+/*
+ * IterateForeignScan
+ *		Return the next row in the scan tuple slot, or an empty slot when
+ *		there is none.
+ */
 TupleTableSlot *
 dalp_iterate_foreign_scan(ForeignScanState *node)
 {
@@ -1521,8 +1531,9 @@ reset_execution(DalpScanState *st)
 }
 
 /*
- * Start over.  Parameters may have changed, so the conditions are evaluated
- * again: a nested loop's new token reads just that token.
+ * ReScanForeignScan
+ *		Start over.  Parameters may have changed, so the conditions are
+ *		evaluated again: a nested loop's new token reads just that token.
  */
 void
 dalp_rescan_foreign_scan(ForeignScanState *node)
@@ -1533,6 +1544,10 @@ dalp_rescan_foreign_scan(ForeignScanState *node)
 	st->repeated = true;
 }
 
+/*
+ * EndForeignScan
+ *		End the scan: stop the requests in flight and release its resources.
+ */
 void
 dalp_end_foreign_scan(ForeignScanState *node)
 {
@@ -1613,8 +1628,9 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 }
 
 /*
- * EXPLAIN (VERBOSE): the planned requests, a join's outer table's first;
- * EXPLAIN ANALYZE adds what was sent and received.
+ * ExplainForeignScan
+ *		EXPLAIN (VERBOSE): the planned requests, a join's outer table's
+ *		first; EXPLAIN ANALYZE adds what was sent and received.
  */
 void
 dalp_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
