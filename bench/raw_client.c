@@ -85,7 +85,7 @@ on_data(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* The same path dalp_fdw sends for a page (scan.c build_path_text). */
+/* The same path dalp_fdw sends for a page (deparse.c dalp_build_path_text). */
 static void
 start(CURLM *multi, Transfer *t, long offset)
 {

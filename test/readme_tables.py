@@ -96,8 +96,9 @@ def ops_text(names, ops):
 
 def pushdown_text(res, cols):
     """What of a table's conditions, sort, limit and counts goes to the API,
-    in the planner's terms (src/plan.c): the token path, the single-item
-    lookup, search keys, filters, sort, LIMIT/OFFSET and count(*)."""
+    in the planner's terms (src/deparse.c, src/plan.c): the token path, the
+    single-item lookup, search keys, filters, sort, LIMIT/OFFSET and
+    count(*)."""
     if not res["collection"]:
         return "nothing: one request returns every row"
     one_token = " (one token)" if res["per_token"] else ""
