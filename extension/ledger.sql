@@ -5,6 +5,13 @@
 
 -- The newest mirrored event of a token at or before up_to that is not
 -- retracted: the checkpoint of a sync (up_to infinity) and of a snapshot.
+--
+-- A function's text parameters take the collation of the call, and a caller
+-- with a name argument (collation "C") among its own makes that "C": compared
+-- in "C", server and token_address cannot use the indexes on event_log,
+-- which are in the default collation, and a lookup of one row becomes a scan
+-- of the whole mirror. So here and in the steps below, every comparison of a
+-- parameter with those columns names the default collation.
 CREATE FUNCTION last_event(srv text, tok text, up_to timestamptz,
                            OUT block_timestamp timestamptz, OUT id text, OUT transaction_hash text,
                            OUT block_number bigint, OUT tx_index int)
@@ -13,8 +20,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT l.block_timestamp, l.id, l.transaction_hash, l.block_number, l.tx_index
       FROM dalp_fdw_ledger.event_log l
-     WHERE l.server = srv AND l.token_address = tok AND l.retracted_at IS NULL
-       AND l.block_timestamp <= up_to
+     WHERE l.server = srv COLLATE "default" AND l.token_address = tok COLLATE "default"
+       AND l.retracted_at IS NULL AND l.block_timestamp <= up_to
      ORDER BY l.block_timestamp DESC, l.block_number DESC, l.tx_index DESC, l.id DESC
      LIMIT 1
 $$;
@@ -259,7 +266,8 @@ BEGIN
            sum(l.amount * fx.frozen_sign)
       FROM dalp_fdw_ledger.event_log l
       JOIN dalp_fdw_ledger.balance_effects fx ON fx.event_name = l.event_name
-     WHERE l.server = srv AND l.token_address = tok AND l.retracted_at IS NULL
+     WHERE l.server = srv COLLATE "default" AND l.token_address = tok COLLATE "default"
+       AND l.retracted_at IS NULL
      GROUP BY 1;
 END
 $$;
@@ -312,8 +320,8 @@ BEGIN
       INTO totals FROM pg_temp.dalp_fdw_replay r;
     SELECT count(*) INTO n_events
       FROM dalp_fdw_ledger.event_log l
-     WHERE l.server = srv AND l.token_address = tok AND l.retracted_at IS NULL
-       AND l.block_timestamp <= record_time;
+     WHERE l.server = srv COLLATE "default" AND l.token_address = tok COLLATE "default"
+       AND l.retracted_at IS NULL AND l.block_timestamp <= record_time;
     SELECT * INTO ck FROM dalp_fdw.last_event(srv, tok, record_time);
 
     INSERT INTO dalp_fdw_ledger.snapshots
