@@ -53,6 +53,21 @@ extern int64 dalp_api_count(const char *text, const char *what,
 							const char *display_path);
 extern int64 dalp_add_counts(int64 a, int64 b, const char *what);
 
+/*
+ * Bytes as a server sends them, in malloc'd memory that grows: libcurl's
+ * callbacks fill it, where palloc and ERROR are not allowed.
+ */
+typedef struct DalpBytes
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	bool		no_memory;		/* malloc failed: bytes were lost */
+} DalpBytes;
+
+extern bool dalp_bytes_append(DalpBytes *buf, const char *data, size_t n,
+							  size_t first_cap, size_t most);
+
 /* ----------------------------------------------------------------
  * Strings with a count each, in the order first seen (counts.c)
  * ----------------------------------------------------------------

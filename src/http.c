@@ -123,11 +123,8 @@ struct DalpHttpRequest
 	size_t		received;		/* body bytes */
 	bool		streaming;		/* the body goes to the sink */
 	bool		status_known;	/* streaming was decided */
-	char	   *body;			/* malloc'd, never palloc'd */
-	size_t		body_len;
-	size_t		body_cap;
+	DalpBytes	body;			/* a body that is not streamed */
 	bool		too_large;
-	bool		no_memory;
 	bool		sink_refused;	/* the sink stopped the transfer */
 	bool		interrupted;
 	int64		retry_after_ms; /* -1: no usable Retry-After */
@@ -535,26 +532,10 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 		}
 		return n;
 	}
-	if (req->body_len + n + 1 > req->body_cap)
-	{
-		size_t		cap = Max(req->body_cap, 16384);
-		char	   *body;
-
-		while (cap < req->body_len + n + 1)
-			cap *= 2;
-		/* the buffer never needs more than the cap plus a terminator */
-		cap = Min(cap, (size_t) req->conf.max_response_bytes + 1);
-		body = realloc(req->body, cap);
-		if (body == NULL)
-		{
-			req->no_memory = true;
-			return 0;
-		}
-		req->body = body;
-		req->body_cap = cap;
-	}
-	memcpy(req->body + req->body_len, data, n);
-	req->body_len += n;
+	/* the buffer never needs more than the cap plus a terminator */
+	if (!dalp_bytes_append(&req->body, data, n, 16384,
+						   (size_t) req->conf.max_response_bytes + 1))
+		return 0;
 	return n;
 }
 
@@ -726,9 +707,9 @@ launch(DalpHttpRequest *req)
 	req->received = 0;
 	req->status_known = false;
 	req->streaming = false;
-	req->body_len = 0;
+	req->body.len = 0;
 	req->too_large = false;
-	req->no_memory = false;
+	req->body.no_memory = false;
 	req->sink_refused = false;
 	req->interrupted = false;
 	req->retry_after_ms = -1;
@@ -946,7 +927,7 @@ finish_attempt(DalpHttpRequest *req, CURLcode code)
 	req->status = 0;
 	if (req->interrupted)
 		req->outcome = DALP_OUT_INTERRUPTED;
-	else if (req->no_memory)
+	else if (req->body.no_memory)
 		req->outcome = DALP_OUT_NO_MEMORY;
 	else if (req->too_large)
 		req->outcome = DALP_OUT_TOO_LARGE;
@@ -1086,8 +1067,9 @@ request_detach(DalpHttpRequest *req)
 	}
 	free_headers(req->headers);
 	req->headers = NULL;
-	free(req->body);
-	req->body = NULL;
+	free(req->body.data);
+	req->body.data = NULL;
+	req->body.cap = 0;
 }
 
 static void
@@ -1254,10 +1236,10 @@ build_result(DalpHttpRequest *req)
 	if (!req->streaming)
 	{
 		/* may exceed MaxAllocSize when max_response_bytes allows it */
-		res->body = MemoryContextAllocHuge(CurrentMemoryContext, req->body_len + 1);
-		if (req->body_len > 0)
-			memcpy(res->body, req->body, req->body_len);
-		res->body[req->body_len] = '\0';
+		res->body = MemoryContextAllocHuge(CurrentMemoryContext, req->body.len + 1);
+		if (req->body.len > 0)
+			memcpy(res->body, req->body.data, req->body.len);
+		res->body[req->body.len] = '\0';
 	}
 	if (curl_easy_getinfo(req->easy, CURLINFO_CONTENT_TYPE,
 						  &content_type) == CURLE_OK && content_type != NULL)

@@ -92,11 +92,7 @@ struct DalpJsonParser
 	json_tokener *tok;			/* NULL until the first byte */
 	json_object *root;			/* the document, once complete */
 
-	char	   *held;			/* bytes received while not active
-								 * (malloc'd) */
-	size_t		held_len;
-	size_t		held_cap;
-	bool		no_memory;		/* malloc failed while holding bytes */
+	DalpBytes	held;			/* bytes received while not active */
 	size_t		scanned;		/* body bytes through the pre-scan */
 	int64		cost;			/* json-c bytes of what was scanned */
 	const char *refusal;		/* why the body was refused, or NULL */
@@ -169,8 +165,8 @@ release_json(DalpJsonParser *p)
 	p->tok = NULL;
 	json_object_put(p->root);
 	p->root = NULL;
-	free(p->held);
-	p->held = NULL;
+	free(p->held.data);
+	p->held.data = NULL;
 }
 
 static void
@@ -499,34 +495,6 @@ process(DalpJsonParser *p, const char *s, size_t n)
 }
 
 /*
- * Keep bytes that arrive before the parser is activated.  http.c caps them
- * at max_response_bytes.
- */
-static bool
-hold(DalpJsonParser *p, const char *data, size_t len)
-{
-	if (p->held_len + len > p->held_cap)
-	{
-		size_t		cap = Max(p->held_cap, 65536);
-		char	   *held;
-
-		while (cap < p->held_len + len)
-			cap *= 2;
-		held = realloc(p->held, cap);
-		if (held == NULL)
-		{
-			p->no_memory = true;
-			return false;
-		}
-		p->held = held;
-		p->held_cap = cap;
-	}
-	memcpy(p->held + p->held_len, data, len);
-	p->held_len += len;
-	return true;
-}
-
-/*
  * Parse the next bytes of the body.  No palloc, no ERROR (the sink runs it
  * inside libcurl).  A character cut at the end of the chunk waits for the
  * rest of it.
@@ -589,10 +557,11 @@ parser_consume(void *arg, const char *data, size_t len)
 {
 	DalpJsonParser *p = (DalpJsonParser *) arg;
 
-	if (p->refusal != NULL || p->no_memory)
+	if (p->refusal != NULL || p->held.no_memory)
 		return false;
+	/* held until the parser is activated; http.c caps them */
 	if (!p->active)
-		return hold(p, data, len);
+		return dalp_bytes_append(&p->held, data, len, 65536, SIZE_MAX);
 	return parse_bytes(p, data, len);
 }
 
@@ -642,14 +611,14 @@ dalp_json_parser_catch_up(DalpJsonParser *parser)
 {
 	const size_t chunk = 65536;
 
-	for (size_t at = 0; at < parser->held_len; at += chunk)
+	for (size_t at = 0; at < parser->held.len; at += chunk)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (!parse_bytes(parser, parser->held + at,
-						 Min(chunk, parser->held_len - at)))
+		if (!parse_bytes(parser, parser->held.data + at,
+						 Min(chunk, parser->held.len - at)))
 			break;
 	}
-	parser->held_len = 0;
+	parser->held.len = 0;
 }
 
 /*
@@ -663,9 +632,9 @@ dalp_json_parser_activate(DalpJsonParser *parser)
 		return;
 	dalp_json_parser_catch_up(parser);
 	parser->active = true;
-	free(parser->held);
-	parser->held = NULL;
-	parser->held_cap = 0;
+	free(parser->held.data);
+	parser->held.data = NULL;
+	parser->held.cap = 0;
 }
 
 /* Free the parser and its document now. */
@@ -719,7 +688,7 @@ dalp_json_parser_finish(DalpJsonParser *parser, const DalpHttpResult *res,
 						   parser->refused_at, (long long) parser->budget,
 						   DALP_JSON_COST_FACTOR),
 				 errhint("Raise max_response_bytes if the API's pages are this large; a proxy or a broken server may have answered instead.")));
-	if (parser->no_memory)
+	if (parser->held.no_memory)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory"),

@@ -185,3 +185,37 @@ dalp_fdw_display_text(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(dalp_display_text(text_to_cstring(PG_GETARG_TEXT_PP(0)))));
 }
+
+/*
+ * Append n bytes to a DalpBytes.  No palloc, no ERROR: it runs inside
+ * libcurl.  The buffer doubles from first_cap bytes, to at most "most" bytes
+ * unless the bytes need more, and keeps room for a terminator after them.
+ * False, with no_memory set, when malloc fails.
+ */
+bool
+dalp_bytes_append(DalpBytes *buf, const char *data, size_t n,
+				  size_t first_cap, size_t most)
+{
+	size_t		need = buf->len + n + 1;
+
+	if (need > buf->cap)
+	{
+		size_t		cap = Max(buf->cap, first_cap);
+		char	   *grown;
+
+		while (cap < need)
+			cap *= 2;
+		cap = Max(Min(cap, most), need);
+		grown = realloc(buf->data, cap);
+		if (grown == NULL)
+		{
+			buf->no_memory = true;
+			return false;
+		}
+		buf->data = grown;
+		buf->cap = cap;
+	}
+	memcpy(buf->data + buf->len, data, n);
+	buf->len += n;
+	return true;
+}
