@@ -57,3 +57,10 @@ SELECT label, r.*
                ('no 0x', substr(:'acb', 3) || '00'),
                ('a hash', '0x' || repeat('ab', 32))) a(label, addr),
        pg_temp.address_rule(a.addr) r;
+
+-- The NOTICE names the rule a token address breaks: its case (compare with
+-- lower(...)), or its form, which no lowercasing mends; a list breaking
+-- both says both.
+SELECT count(*) FROM dalp.holders WHERE token_address = substr(:'acb', 1, 41);
+SELECT count(*) FROM dalp.holders
+ WHERE token_address IN (upper(:'acb'), '0x' || repeat('g', 40));

@@ -26,6 +26,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/formatting.h"
 #include "utils/lsyscache.h"
 #include "utils/pg_locale.h"
 #include "utils/ruleutils.h"
@@ -190,11 +191,27 @@ timestamp_bound(int *op, Datum *value)
 	return VALUE_SEND;
 }
 
+/* Address values dropped because they cannot match DALP's lowercase hex */
+typedef struct DroppedValues
+{
+	int			cased;			/* lowercased, they would be addresses */
+	int			malformed;		/* not addresses at all */
+} DroppedValues;
+
+static void
+count_dropped(const DalpColumnDef *col, const char *s, DroppedValues *dropped)
+{
+	if (can_match_dalp_hex(col, asc_tolower(s, strlen(s))))
+		dropped->cased++;
+	else
+		dropped->malformed++;
+}
+
 /*
  * The texts to send for one condition's value, by its operator's value
  * rule (DalpOpValue).  *op may change (timestamp bounds).
- * *dropped_malformed counts address values dropped because they cannot
- * match DALP's lowercase hex.
+ * *dropped counts address values dropped because they cannot match DALP's
+ * lowercase hex.
  *
  * This is where a condition becomes exact: the API then returns exactly
  * the rows the SQL condition keeps, whatever the value, and planning
@@ -209,7 +226,7 @@ timestamp_bound(int *op, Datum *value)
  */
 static ValueVerdict
 cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
-		   List **texts, int *dropped_malformed)
+		   List **texts, DroppedValues *dropped)
 {
 	Oid			typid = cond->column->typid;
 	const DalpOperatorDef *opdef = dalp_operator(*op);
@@ -249,7 +266,7 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 			if (cond->column->case_insensitive &&
 				!can_match_dalp_hex(cond->column, text))
 			{
-				(*dropped_malformed)++;
+				count_dropped(cond->column, text, dropped);
 				continue;
 			}
 			if (!cond->column->case_insensitive && strchr(text, ',') != NULL)
@@ -277,7 +294,7 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 	if (cond->column->case_insensitive &&
 		!can_match_dalp_hex(cond->column, strVal(linitial(*texts))))
 	{
-		(*dropped_malformed)++;
+		count_dropped(cond->column, strVal(linitial(*texts)), dropped);
 		return opdef->negated ? VALUE_ALWAYS : VALUE_NEVER;
 	}
 	return VALUE_SEND;
@@ -479,7 +496,7 @@ dalp_plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 		DalpCond   *cond = (DalpCond *) lfirst(lc);
 		int			op = cond->op;
 		List	   *texts;
-		int			dropped_malformed = 0;
+		DroppedValues dropped = {0, 0};
 		ValueVerdict verdict;
 
 		if (skip && skip[i])
@@ -487,13 +504,17 @@ dalp_plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 			i++;
 			continue;
 		}
-		verdict = cond_texts(cond, values[i], nulls[i], &op, &texts, &dropped_malformed);
+		verdict = cond_texts(cond, values[i], nulls[i], &op, &texts, &dropped);
 		i++;
-		if (dropped_malformed > 0 && cond->role == DALP_COND_TOKEN)
+		if (dropped.cased > 0 && cond->role == DALP_COND_TOKEN)
 			ereport(NOTICE,
 					(errmsg("a token address that is not lowercase hexadecimal matches no DALP token"),
 					 errdetail("DALP addresses are \"0x\" followed by lowercase hexadecimal digits."),
 					 errhint("Compare with lower(...) of the address.")));
+		if (dropped.malformed > 0 && cond->role == DALP_COND_TOKEN)
+			ereport(NOTICE,
+					(errmsg("a token address that is not \"0x\" and 40 hexadecimal digits matches no DALP token"),
+					 errdetail("DALP addresses are \"0x\" followed by 40 lowercase hexadecimal digits.")));
 		if (verdict == VALUE_NEVER)
 			return false;
 		if (verdict == VALUE_ALWAYS)
@@ -618,7 +639,7 @@ dalp_explain_value(ExplainState *es, const DalpCond *cond, Expr *expr, int *op)
 	{
 		Const	   *c = (Const *) expr;
 		List	   *texts;
-		int			dropped = 0;
+		DroppedValues dropped = {0, 0};
 
 		if (cond_texts(cond, c->constvalue, c->constisnull, op, &texts,
 					   &dropped) == VALUE_SEND)
