@@ -40,13 +40,8 @@ MEASUREMENTS=$DALP_TMPDIR/network.jsonl
 simctl() { "$DALP_PYTHON" "$DALP_REPO/test/simctl.py" --url "$url" "$@" >/dev/null; }
 
 # The client-side rate limit is lifted: it is not what is measured here.
+dalp_sim_schema net "$url" "concurrency '$CONCURRENCY', rate_limit_per_minute '6000000'"
 dalp_psql -q <<SQL
-CREATE EXTENSION dalp_fdw;
-CREATE SERVER net FOREIGN DATA WRAPPER dalp_fdw
-  OPTIONS (base_url '$url', concurrency '$CONCURRENCY', rate_limit_per_minute '6000000');
-CREATE USER MAPPING FOR CURRENT_USER SERVER net OPTIONS (api_key '$DALP_API_KEY');
-CREATE SCHEMA net;
-IMPORT FOREIGN SCHEMA v2 FROM SERVER net INTO net;
 -- Run query \`runs\` times: the wall time of each and its result, which
 -- must be the same every time.
 CREATE FUNCTION net_time(query text, runs int) RETURNS json LANGUAGE plpgsql AS \$\$

@@ -43,14 +43,7 @@ dalp_start_sim --port "$SIM_PORT" --big-token-events "$EVENTS"
 sim_start_s=$((SECONDS - t0))
 url=$DALP_SIM_LAST_URL
 
-dalp_psql -q <<SQL
-CREATE EXTENSION dalp_fdw;
-CREATE SERVER bench FOREIGN DATA WRAPPER dalp_fdw
-  OPTIONS (base_url '$url', rate_limit_per_minute '6000000');
-CREATE USER MAPPING FOR CURRENT_USER SERVER bench OPTIONS (api_key '$DALP_API_KEY');
-CREATE SCHEMA bench;
-IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens, events, holders) FROM SERVER bench INTO bench;
-SQL
+dalp_sim_schema bench "$url" "rate_limit_per_minute '6000000'" "tokens, events, holders"
 token=$(dalp_psql -tAc "SELECT address FROM bench.tokens WHERE symbol = 'BIG'")
 [[ -n $token ]] || dalp_die "the simulator has no BIG token"
 # Record times in the middle of the token's history (2026-01-03 to 2026-09-15).

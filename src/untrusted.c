@@ -8,7 +8,9 @@
  * control characters escaped, so that it can neither forge lines of the
  * server log nor write megabytes per error; counts are range-checked before
  * they are used.  These helpers take C strings and integers, never the
- * JSON parser's types, so that they outlive any choice of parser.
+ * JSON parser's types, so that they outlive any choice of parser.  The
+ * bytes of a body are kept in malloc'd memory (DalpBytes) while libcurl
+ * delivers them, for http.c and json.c alike.
  *
  *-------------------------------------------------------------------------
  */

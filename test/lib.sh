@@ -27,6 +27,13 @@
 #   dalp_sim_server SERVER URL [OPTIONS]  in PGDATABASE: a dalp_fdw server
 #                        at URL (OPTIONS: more "name 'value'" pairs) and the
 #                        current user's mapping with DALP_API_KEY
+#   dalp_factories_server SERVER URL [OPTIONS]  dalp_sim_server anew (dalp_fdw
+#                        installed, an older SERVER dropped) and its foreign
+#                        table SERVER_f (name text) of resource factories
+#   dalp_sim_schema NAME URL [OPTIONS [TABLES]]  dalp_sim_server NAME anew and
+#                        a schema NAME holding the foreign tables IMPORT
+#                        FOREIGN SCHEMA v2 makes (TABLES: "a, b", only
+#                        those); both dropped at exit
 #   dalp_token TABLE SYMBOL  the address of token SYMBOL in the foreign table
 #                        TABLE (a tokens table); dies when there is none
 #   dalp_print_logs [N]  tail of the server log and the simulator logs
@@ -283,6 +290,28 @@ _dalp_drop() { dalp_psql -q -d postgres -c "DROP $1 IF EXISTS $2" >/dev/null 2>&
 dalp_sim_server() {
   dalp_psql -q -c "CREATE SERVER $1 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$2'${3:+, $3})" \
     -c "CREATE USER MAPPING FOR CURRENT_USER SERVER $1 OPTIONS (api_key '$DALP_API_KEY')"
+}
+
+# dalp_fdw installed, and server $1 (and schema $2) dropped if a rerun in
+# the same database finds them
+_dalp_free_server() {
+  dalp_psql -q -c "SET client_min_messages = warning" \
+    -c "CREATE EXTENSION IF NOT EXISTS dalp_fdw" \
+    -c "DROP SERVER IF EXISTS $1 CASCADE" ${2:+-c "DROP SCHEMA IF EXISTS $2 CASCADE"}
+}
+
+dalp_factories_server() {
+  _dalp_free_server "$1"
+  dalp_sim_server "$@"
+  dalp_psql -q -c "CREATE FOREIGN TABLE $1_f (name text) SERVER $1 OPTIONS (resource 'factories')"
+}
+
+dalp_sim_schema() {
+  _dalp_free_server "$1" "$1"
+  dalp_sim_server "$1" "$2" "${3:-}"
+  dalp_psql -q -c "CREATE SCHEMA $1" \
+    -c "IMPORT FOREIGN SCHEMA v2 ${4:+LIMIT TO ($4) }FROM SERVER $1 INTO $1"
+  dalp_atexit dalp_psql -qc "SET client_min_messages = warning; DROP SERVER IF EXISTS $1 CASCADE; DROP SCHEMA IF EXISTS $1 CASCADE"
 }
 
 dalp_token() {

@@ -144,21 +144,9 @@ setup
 # same key and origin: one budget (60 a minute is one request a second, no
 # burst); another key: its own budget (the simulator answers it 401, sent
 # at once)
-dalp_psql -q <<SQL
-SET client_min_messages = warning;
-DROP SERVER IF EXISTS bu_a CASCADE;
-DROP SERVER IF EXISTS bu_b CASCADE;
-DROP SERVER IF EXISTS bu_c CASCADE;
-CREATE SERVER bu_a FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$url', rate_limit_per_minute '60');
-CREATE SERVER bu_b FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$url', rate_limit_per_minute '60');
-CREATE SERVER bu_c FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$url', rate_limit_per_minute '60');
-CREATE USER MAPPING FOR CURRENT_USER SERVER bu_a OPTIONS (api_key '$DALP_API_KEY');
-CREATE USER MAPPING FOR CURRENT_USER SERVER bu_b OPTIONS (api_key '$DALP_API_KEY');
-CREATE USER MAPPING FOR CURRENT_USER SERVER bu_c OPTIONS (api_key 'sm_dalp_another_key');
-CREATE FOREIGN TABLE bu_a_f (name text) SERVER bu_a OPTIONS (resource 'factories');
-CREATE FOREIGN TABLE bu_b_f (name text) SERVER bu_b OPTIONS (resource 'factories');
-CREATE FOREIGN TABLE bu_c_f (name text) SERVER bu_c OPTIONS (resource 'factories');
-SQL
+dalp_factories_server bu_a "$url" "rate_limit_per_minute '60'"
+dalp_factories_server bu_b "$url" "rate_limit_per_minute '60'"
+DALP_API_KEY=sm_dalp_another_key dalp_factories_server bu_c "$url" "rate_limit_per_minute '60'"
 simctl --url "$url" clear >/dev/null
 dalp_psql -qtA -c "SELECT count(*) FROM bu_a_f" >/dev/null
 dalp_psql -qtA -c "SELECT count(*) FROM bu_b_f" >/dev/null

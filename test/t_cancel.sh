@@ -21,24 +21,9 @@ log_start=$(wc -c <"$DALP_PGLOG")
 #   c_rate     1 request a minute: a session's second request waits ~60 s;
 #              through "localhost", another origin than the others', so that
 #              with dalp_fdw preloaded its budget is not theirs
-dalp_psql -q <<SQL
-SET client_min_messages = warning;
-DROP SERVER IF EXISTS c_slow CASCADE;
-DROP SERVER IF EXISTS c_backoff CASCADE;
-DROP SERVER IF EXISTS c_rate CASCADE;
-CREATE EXTENSION IF NOT EXISTS dalp_fdw;
-CREATE SERVER c_slow FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$url');
-CREATE SERVER c_backoff FOREIGN DATA WRAPPER dalp_fdw
-  OPTIONS (base_url '$url', retry_base_ms '20000', max_retries '3');
-CREATE SERVER c_rate FOREIGN DATA WRAPPER dalp_fdw
-  OPTIONS (base_url 'http://localhost:$port', rate_limit_per_minute '1');
-CREATE USER MAPPING FOR CURRENT_USER SERVER c_slow OPTIONS (api_key '$DALP_API_KEY');
-CREATE USER MAPPING FOR CURRENT_USER SERVER c_backoff OPTIONS (api_key '$DALP_API_KEY');
-CREATE USER MAPPING FOR CURRENT_USER SERVER c_rate OPTIONS (api_key '$DALP_API_KEY');
-CREATE FOREIGN TABLE c_slow_f (name text) SERVER c_slow OPTIONS (resource 'factories');
-CREATE FOREIGN TABLE c_backoff_f (name text) SERVER c_backoff OPTIONS (resource 'factories');
-CREATE FOREIGN TABLE c_rate_f (name text) SERVER c_rate OPTIONS (resource 'factories');
-SQL
+dalp_factories_server c_slow "$url"
+dalp_factories_server c_backoff "$url" "retry_base_ms '20000', max_retries '3'"
+dalp_factories_server c_rate "http://localhost:$port" "rate_limit_per_minute '1'"
 
 nfactories=$(dalp_psql -tAc "SELECT count(*) FROM c_slow_f")
 ((nfactories > 0)) || dalp_die "no factories on the simulator"

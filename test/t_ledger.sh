@@ -50,17 +50,7 @@ for e in json.load(sys.stdin):
 # the same, for that token only
 token_paths() { sim_paths "$1" | tr ' ' '\n' | grep -F '<t>' | tr '\n' ' '; }
 
-dalp_psql -q <<SQL
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS dalp_fdw;
-DROP SERVER IF EXISTS lg CASCADE;
-DROP SCHEMA IF EXISTS lg CASCADE;
-CREATE SERVER lg FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url '$url', page_size '20');
-CREATE USER MAPPING FOR CURRENT_USER SERVER lg OPTIONS (api_key '$DALP_API_KEY');
-CREATE SCHEMA lg;
-IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens, holders, health_snapshots) FROM SERVER lg INTO lg;
-SQL
-dalp_atexit dalp_psql -qc "SET client_min_messages = warning; DROP SERVER IF EXISTS lg CASCADE; DROP SCHEMA IF EXISTS lg CASCADE"
+dalp_sim_schema lg "$url" "page_size '20'" "tokens, holders, health_snapshots"
 sess_open
 declare -A tok
 while IFS='|' read -r symbol address; do tok[$symbol]=$address; done < <(

@@ -33,17 +33,8 @@ log_start=$(wc -c <"$DALP_PGLOG")
 clients=8
 dalp_own_sim 37
 
+dalp_sim_schema lt "$url" "retry_base_ms '20', retry_after_max_ms '100'" "tokens, events, holders"
 dalp_psql -q <<SQL
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS dalp_fdw;
-DROP SERVER IF EXISTS lt CASCADE;
-DROP SCHEMA IF EXISTS lt CASCADE;
-CREATE SERVER lt FOREIGN DATA WRAPPER dalp_fdw
-  OPTIONS (base_url '$url', retry_base_ms '20', retry_after_max_ms '100');
-CREATE USER MAPPING FOR CURRENT_USER SERVER lt OPTIONS (api_key '$DALP_API_KEY');
-CREATE SCHEMA lt;
-IMPORT FOREIGN SCHEMA v2 LIMIT TO (tokens, events, holders) FROM SERVER lt INTO lt;
-
 -- fails the transaction (and so counts as a failed one) on a wrong answer
 CREATE FUNCTION lt.check(ok boolean, what text) RETURNS int LANGUAGE plpgsql AS \$\$
 BEGIN

@@ -30,19 +30,8 @@ log = [e for e in json.load(sys.stdin) if e["path"].endswith(sys.argv[2])][int(s
 print("%d of %d" % (sum(e["start_ms"] < log[0]["start_ms"] + 50 for e in log), len(log)))' "$1" "${2:-}"
 }
 
-dalp_psql -q <<SQL
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS dalp_fdw;
-DROP SERVER IF EXISTS nw CASCADE;
-DROP SCHEMA IF EXISTS nw CASCADE;
-CREATE SERVER nw FOREIGN DATA WRAPPER dalp_fdw
-  OPTIONS (base_url '$url', page_size '50', concurrency '8');
-CREATE USER MAPPING FOR CURRENT_USER SERVER nw OPTIONS (api_key '$DALP_API_KEY');
-CREATE SCHEMA nw;
-IMPORT FOREIGN SCHEMA v2 FROM SERVER nw INTO nw;
-CREATE TABLE nw.my_tokens AS SELECT address AS addr FROM nw.tokens WHERE symbol LIKE 'SML%';
-SQL
-dalp_atexit dalp_psql -qc "SET client_min_messages = warning; DROP SERVER IF EXISTS nw CASCADE; DROP SCHEMA IF EXISTS nw CASCADE"
+dalp_sim_schema nw "$url" "page_size '50', concurrency '8'"
+dalp_psql -qc "CREATE TABLE nw.my_tokens AS SELECT address AS addr FROM nw.tokens WHERE symbol LIKE 'SML%'"
 hif=$(dalp_psql -tAc "SELECT address FROM nw.tokens WHERE symbol = 'HIF'")
 simctl faults '{"latency_ms": 100}' >/dev/null
 
