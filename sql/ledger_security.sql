@@ -269,6 +269,25 @@ SELECT pg_temp.sim_faults('{}');
 DROP FUNCTION dalp_fdw.sync_events(name, text, text);
 
 -- ---------------------------------------------------------------------------
+-- A caller's collation
+-- ---------------------------------------------------------------------------
+
+-- A COLLATE on an argument stays with the caller: what runs as the
+-- extension's owner compares in its own collations. A nondeterministic one
+-- used to reach it, and broke the server lookup and the address check.
+CREATE COLLATION regress_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+SELECT dalp_fdw.indexer_ready('led' COLLATE regress_ci) AS ready;
+SELECT inserted >= 0 AS synced FROM dalp_fdw.sync_events('led', :'tok' COLLATE regress_ci);
+SET client_min_messages = error;
+SELECT dalp_fdw.take_snapshot('led' COLLATE regress_ci, :'tok' COLLATE regress_ci, now()) IS NOT NULL AS taken;
+RESET client_min_messages;
+SELECT dalp_fdw.grant_audit('led' COLLATE regress_ci, 'regress_carol');
+SELECT server, auditor FROM dalp_fdw.auditors WHERE auditor = 'regress_carol';
+SELECT dalp_fdw.revoke_audit('led' COLLATE regress_ci, 'regress_carol');
+SELECT count(*) AS carol_audits FROM dalp_fdw.auditors WHERE auditor = 'regress_carol';
+DROP COLLATION regress_ci;
+
+-- ---------------------------------------------------------------------------
 -- What PUBLIC may run
 -- ---------------------------------------------------------------------------
 

@@ -104,9 +104,16 @@ dalp_fdw_ledger_call(PG_FUNCTION_ARGS)
 	if (OidIsValid(saved.caller) && caller == saved.owner)
 		caller = saved.caller;
 
+	/*
+	 * No collation: the implementation's parameters then have their declared
+	 * types' (text the default, name "C"), never the caller's.  A caller's
+	 * COLLATE would otherwise decide the owner's comparisons: a
+	 * nondeterministic one breaks them, and any one makes the comparisons
+	 * with event_log's keys miss its indexes.
+	 */
 	inner = palloc0(SizeForFunctionCallInfo(PG_NARGS() + 1));
 	InitFunctionCallInfoData(*inner, &li->flinfo, PG_NARGS() + 1,
-							 PG_GET_COLLATION(), fcinfo->context,
+							 InvalidOid, fcinfo->context,
 							 fcinfo->resultinfo);
 	for (int i = 0; i < PG_NARGS(); i++)
 		inner->args[i] = fcinfo->args[i];
