@@ -103,8 +103,8 @@ struct DalpJsonParser
 
 	/* the pre-scan */
 	int			depth;
-	bool		started;		/* the top-level container opened */
-	bool		ended;			/* ... and closed: only whitespace follows */
+	bool		ended;			/* the top-level value closed: only
+								 * whitespace follows */
 	bool		in_string;
 	bool		escaped;		/* after a backslash in a string */
 	int			hex_left;		/* hex digits of a \u escape to come */
@@ -291,6 +291,16 @@ string_byte(DalpJsonParser *p, unsigned char c, size_t at)
 	return true;
 }
 
+/* After the top-level value: s[..n) at body offset at is whitespace only. */
+static bool
+only_whitespace(DalpJsonParser *p, const char *s, size_t n, size_t at)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+			return refuse(p, "text after the end of the JSON value", at + i);
+	return true;
+}
+
 /*
  * Whether a byte of 0x80 or more at s[i] starts a valid UTF-8 character
  * within s[..n); *len is set to its length.
@@ -323,14 +333,13 @@ process(DalpJsonParser *p, const char *s, size_t n)
 	bool		integral = p->integral;
 	int			digits = p->digits;
 	int			depth = p->depth;
-	bool		started = p->started;
 	bool		name_nul = p->name_nul;
 	int64		cost = p->cost;
 
 #define SAVE_STATE() \
 	(p->in_string = in_string, p->in_number = in_number, \
 	 p->integral = integral, p->digits = digits, p->depth = depth, \
-	 p->started = started, p->name_nul = name_nul, p->cost = cost)
+	 p->name_nul = name_nul, p->cost = cost)
 
 	/* every byte may be a string's, once more in the tree */
 	cost += n;
@@ -435,7 +444,6 @@ process(DalpJsonParser *p, const char *s, size_t n)
 			case '[':
 				cost += (c == '{') ? COST_OBJECT : COST_ARRAY;
 				depth++;
-				started = true;
 				break;
 			case '}':
 			case ']':
@@ -446,12 +454,8 @@ process(DalpJsonParser *p, const char *s, size_t n)
 					SAVE_STATE();
 					if (!feed(p, s + seg, i + 1 - seg, base + seg))
 						return false;
-					for (i++; i < n; i++)
-						if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
-							return refuse(p, "text after the end of the JSON value",
-										  base + i);
 					p->ended = true;
-					return true;
+					return only_whitespace(p, s + i + 1, n - i - 1, base + i + 1);
 				}
 				break;
 			case '-':
@@ -483,7 +487,8 @@ process(DalpJsonParser *p, const char *s, size_t n)
 				cost += COST_LETTER;
 				break;
 		}
-		if (!started)
+		/* outside the top-level container (it returned when that closed) */
+		if (depth <= 0)
 			return refuse(p, "a character that starts no JSON object", base + i);
 		if (c != ':')
 			name_nul = false;
@@ -508,13 +513,9 @@ parse_bytes(DalpJsonParser *p, const char *data, size_t len)
 		return false;
 	if (p->ended)
 	{
-		/* after the top-level value: whitespace only, json-c has finished */
-		for (size_t i = 0; i < len; i++)
-			if (data[i] != ' ' && data[i] != '\t' && data[i] != '\n' && data[i] != '\r')
-				return refuse(p, "text after the end of the JSON value",
-							  p->scanned + i);
+		/* json-c has finished */
 		p->scanned += len;
-		return true;
+		return only_whitespace(p, data, len, p->scanned - len);
 	}
 	if (p->ncarry > 0)
 	{
