@@ -28,6 +28,6 @@ extern json_object *dalp_json_parser_finish(DalpJsonParser *parser,
 											const DalpHttpResult *res,
 											const char *display_path);
 extern json_object *dalp_json_parse_buffer(const char *body, size_t len);
-extern const char *dalp_json_number_text(json_object *number, size_t *len);
+extern char *dalp_json_number_text(json_object *number);
 
 #endif							/* DALP_JSON_H */

@@ -124,8 +124,6 @@ append_json_string(StringInfo buf, const char *s, size_t len)
 static void
 append_json_text(StringInfo buf, json_object *v)
 {
-	size_t		len;
-	const char *text;
 	bool		first = true;
 
 	check_stack_depth();
@@ -139,8 +137,7 @@ append_json_text(StringInfo buf, json_object *v)
 			break;
 		case json_type_int:
 		case json_type_double:
-			text = dalp_json_number_text(v, &len);
-			appendBinaryStringInfo(buf, text, len);
+			appendStringInfoString(buf, dalp_json_number_text(v));
 			break;
 		case json_type_string:
 			append_json_string(buf, json_object_get_string(v),
@@ -573,8 +570,7 @@ scalar_text(json_object *v)
 			return server_string(s, (int) len);
 		case json_type_int:
 		case json_type_double:
-			s = dalp_json_number_text(v, &len);
-			return pnstrdup(s, len);
+			return dalp_json_number_text(v);
 		case json_type_boolean:
 			return (char *) (json_object_get_boolean(v) ? "true" : "false");
 		default:
@@ -671,7 +667,6 @@ jsonb_value(JsonbValue *out, json_object *v)
 {
 	int			i = 0;
 	size_t		len;
-	const char *text;
 
 	check_stack_depth();
 	switch (json_object_get_type(v))
@@ -711,10 +706,9 @@ jsonb_value(JsonbValue *out, json_object *v)
 			break;
 		case json_type_int:
 		case json_type_double:
-			text = dalp_json_number_text(v, &len);
 			out->type = jbvNumeric;
 			out->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-																   CStringGetDatum(pnstrdup(text, len)),
+																   CStringGetDatum(dalp_json_number_text(v)),
 																   ObjectIdGetDatum(InvalidOid),
 																   Int32GetDatum(-1)));
 			break;
@@ -977,14 +971,19 @@ node_datum(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 		case DALP_CONV_JSON_TEXT:
 			return text_datum(b, json_text(v), cc);
 		case DALP_CONV_ARRAY:
-			cc->value = json_text(v);
-			if (!json_object_is_type(v, json_type_array))
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-						 errmsg("expected a JSON array for column \"%s\"",
-								b->colname)));
-			text = array_literal(v, b, cc);
-			cc->value = json_text(v);
+			{
+				/* the array's error context: array_literal names elements */
+				char	   *whole = json_text(v);
+
+				cc->value = whole;
+				if (!json_object_is_type(v, json_type_array))
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+							 errmsg("expected a JSON array for column \"%s\"",
+									b->colname)));
+				text = array_literal(v, b, cc);
+				cc->value = whole;
+			}
 			return dalp_input_call(&b->infunc, text, b->typioparam,
 								   b->typmod);
 		case DALP_CONV_TEXT:

@@ -716,30 +716,27 @@ dalp_json_parse_buffer(const char *body, size_t len)
 }
 
 /*
- * The text of a JSON number as the API sent it (json-c prints integers as
- * it read them; a double keeps its text).  len is set to its length.
+ * The text of a JSON number as the API sent it, palloc'd (json-c prints
+ * integers as it read them; a double keeps its text).
  */
-const char *
-dalp_json_number_text(json_object *number, size_t *len)
+char *
+dalp_json_number_text(json_object *number)
 {
 	const char *text;
+	size_t		len;
 
 	/* at most DALP_JSON_EXACT_DIGITS - 1 digits: json-c read it exactly */
 	if (json_object_get_type(number) == json_type_int)
-	{
-		text = psprintf(INT64_FORMAT, json_object_get_int64(number));
-		*len = strlen(text);
-		return text;
-	}
+		return psprintf(INT64_FORMAT, json_object_get_int64(number));
 	text = json_object_get_userdata(number);
 	if (text == NULL)
 		text = json_object_get_string(number);
-	*len = strlen(text);
+	len = strlen(text);
 	/* "e0" appended to a long integer by process(): not the API's */
-	if (*len >= DALP_JSON_EXACT_DIGITS + 2 &&
-		text[*len - 2] == 'e' && text[*len - 1] == '0' &&
+	if (len >= DALP_JSON_EXACT_DIGITS + 2 &&
+		text[len - 2] == 'e' && text[len - 1] == '0' &&
 		strspn(text + (text[0] == '-'), "0123456789") ==
-		*len - 2 - (text[0] == '-'))
-		*len -= 2;
-	return text;
+		len - 2 - (text[0] == '-'))
+		len -= 2;
+	return pnstrdup(text, len);
 }
