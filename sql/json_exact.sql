@@ -66,3 +66,57 @@ SELECT amount, "values"->'amount' AS in_values, amount_path,
   FROM exact_events LIMIT 1;
 SELECT amount_bigint FROM exact_events LIMIT 1;
 SELECT pg_temp.sim_faults('{}');
+
+-- A hostile server's numbers (too many digits, an exponent no type holds)
+-- in columns of any declared type, through a json_path, raw jsonb and event
+-- "values": a value or a clean error naming the column, its type and the
+-- value; never a crash or a clamped number.
+CREATE DOMAIN exact_positive AS int2 CHECK (VALUE > 0);
+CREATE FOREIGN TABLE odd_tokens (
+  symbol text,
+  as_text text OPTIONS (json_path 'totalSupplyExact'),
+  as_int2 int2 OPTIONS (json_path 'totalSupplyExact'),
+  as_money numeric(5,2) OPTIONS (json_path 'totalSupplyExact'),
+  as_float float8 OPTIONS (json_path 'totalSupplyExact'),
+  as_positive exact_positive OPTIONS (json_path 'totalSupplyExact'),
+  as_int2s int2[] OPTIONS (json_path 'totalSupplyExact'),
+  as_bool bool OPTIONS (json_path 'totalSupplyExact'),
+  as_json json OPTIONS (json_path 'totalSupplyExact'),
+  raw jsonb
+) SERVER sim OPTIONS (resource 'tokens');
+-- each column of a table read alone: its text, or the error and its context
+CREATE FUNCTION pg_temp.read_each(tbl text, cond text) RETURNS TABLE (col name, result text)
+LANGUAGE plpgsql AS $$
+DECLARE
+  r text;
+  msg text;
+  ctx text;
+BEGIN
+  FOR col IN SELECT attname FROM pg_attribute
+              WHERE attrelid = tbl::regclass AND attnum > 0 ORDER BY attnum LOOP
+    BEGIN
+      EXECUTE format('SELECT %I::text FROM %s WHERE %s', col, tbl, cond) INTO r;
+      result := 'row: ' || coalesce(r, 'NULL');
+    EXCEPTION WHEN others THEN
+      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT;
+      result := msg || ' (' || split_part(split_part(ctx, E'\n', 1), ' in the response', 1) || ')';
+    END;
+    RETURN NEXT;
+  END LOOP;
+END $$;
+SELECT pg_temp.patch_supply('-12345678901234567890');
+SELECT * FROM pg_temp.read_each('odd_tokens', $$symbol = 'ACB30'$$);
+SELECT pg_temp.patch_supply('1e999999');
+SELECT * FROM pg_temp.read_each('odd_tokens', $$symbol = 'ACB30'$$);
+SELECT pg_temp.patch_supply('[-12345678901234567890, 1E-999999, 7]');
+SELECT * FROM pg_temp.read_each('odd_tokens', $$symbol = 'ACB30'$$);
+-- \u0000, which no text holds (json keeps it escaped)
+SELECT pg_temp.patch_supply('"a\u0000b"');
+SELECT * FROM pg_temp.read_each('odd_tokens', $$symbol = 'ACB30'$$);
+SELECT pg_temp.sim_faults(json_build_object('every', json_build_object('patch', 1),
+  'patch', json_build_object('values',
+    '[{"id": "x-amount", "name": "amount", "value": -1e999999}]'))::text);
+SELECT * FROM pg_temp.read_each('exact_events', 'true LIMIT 1');
+SELECT pg_temp.sim_faults('{}');
+DROP FOREIGN TABLE odd_tokens;
+DROP DOMAIN exact_positive;

@@ -539,15 +539,21 @@ conversion_error_callback(void *arg)
 	errcontext("%s", buf.data);
 }
 
-/* text cannot hold a NUL character, which json-c keeps in a string */
+/*
+ * text cannot hold a NUL character, which json-c keeps in a string; cc (if
+ * not NULL) names the string in the error
+ */
 static void
-reject_nul(const char *s, size_t len)
+reject_nul(const char *s, size_t len, ConversionContext *cc)
 {
-	if (strlen(s) != len)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
-				 errmsg("unsupported Unicode escape sequence"),
-				 errdetail("\\u0000 cannot be converted to text.")));
+	if (strlen(s) == len)
+		return;
+	if (cc != NULL)
+		cc->value = s;
+	ereport(ERROR,
+			(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+			 errmsg("unsupported Unicode escape sequence"),
+			 errdetail("\\u0000 cannot be converted to text.")));
 }
 
 /*
@@ -556,7 +562,7 @@ reject_nul(const char *s, size_t len)
  * many.
  */
 static char *
-scalar_text(json_object *v)
+scalar_text(json_object *v, ConversionContext *cc)
 {
 	const char *s;
 	size_t		len;
@@ -566,7 +572,7 @@ scalar_text(json_object *v)
 		case json_type_string:
 			s = json_object_get_string(v);
 			len = json_object_get_string_len(v);
-			reject_nul(s, len);
+			reject_nul(s, len, cc);
 			return server_string(s, (int) len);
 		case json_type_int:
 		case json_type_double:
@@ -588,7 +594,7 @@ count_of(json_object *v, const char *what, const char *display_path)
 	json_type	type = json_object_get_type(v);
 
 	return dalp_api_count((type == json_type_int || type == json_type_double ||
-						   type == json_type_string) ? scalar_text(v) : NULL,
+						   type == json_type_string) ? scalar_text(v, NULL) : NULL,
 						  what, display_path);
 }
 
@@ -643,10 +649,12 @@ jsonb_sort_pairs(JsonbValue *object)
 	object->val.object.nPairs = kept;
 }
 
+/* A string (or member name) as jsonb; cc names it if it cannot be one. */
 static void
-jsonb_string(JsonbValue *out, const char *s, size_t len)
+jsonb_string(JsonbValue *out, const char *s, size_t len, ConversionContext *cc)
 {
-	reject_nul(s, len);
+	cc->value = s;
+	reject_nul(s, len, cc);
 	if (len > JENTRY_OFFLENMASK)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -655,6 +663,7 @@ jsonb_string(JsonbValue *out, const char *s, size_t len)
 	out->val.string.val = server_string(s, (int) len);
 	out->val.string.len = (out->val.string.val == s)
 		? (int) len : (int) strlen(out->val.string.val);
+	cc->value = NULL;
 }
 
 /*
@@ -663,7 +672,7 @@ jsonb_string(JsonbValue *out, const char *s, size_t len)
  * outlives the conversion to jsonb.
  */
 static void
-jsonb_value(JsonbValue *out, json_object *v)
+jsonb_value(JsonbValue *out, json_object *v, ConversionContext *cc)
 {
 	int			i = 0;
 	size_t		len;
@@ -680,8 +689,8 @@ jsonb_value(JsonbValue *out, json_object *v)
 				{
 					JsonbPair  *pair = &out->val.object.pairs[i];
 
-					jsonb_string(&pair->key, key, strlen(key));
-					jsonb_value(&pair->value, value);
+					jsonb_string(&pair->key, key, strlen(key), cc);
+					jsonb_value(&pair->value, value, cc);
 					pair->order = i++;
 				}
 			}
@@ -694,7 +703,8 @@ jsonb_value(JsonbValue *out, json_object *v)
 			out->val.array.rawScalar = false;
 			out->val.array.elems = palloc(sizeof(JsonbValue) * Max(len, 1));
 			for (size_t e = 0; e < len; e++)
-				jsonb_value(&out->val.array.elems[e], json_object_array_get_idx(v, e));
+				jsonb_value(&out->val.array.elems[e], json_object_array_get_idx(v, e),
+							cc);
 			out->val.array.nElems = (int) len;
 			break;
 		case json_type_null:
@@ -706,38 +716,41 @@ jsonb_value(JsonbValue *out, json_object *v)
 			break;
 		case json_type_int:
 		case json_type_double:
+			/* numeric_in refuses an exponent no numeric holds: name it */
+			cc->value = dalp_json_number_text(v);
 			out->type = jbvNumeric;
 			out->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-																   CStringGetDatum(dalp_json_number_text(v)),
+																   CStringGetDatum(cc->value),
 																   ObjectIdGetDatum(InvalidOid),
 																   Int32GetDatum(-1)));
+			cc->value = NULL;
 			break;
 		case json_type_string:
 			jsonb_string(out, json_object_get_string(v),
-						 json_object_get_string_len(v));
+						 json_object_get_string_len(v), cc);
 			break;
 	}
 }
 
 static Datum
-jsonb_from_node(json_object *v)
+jsonb_from_node(json_object *v, ConversionContext *cc)
 {
 	JsonbValue	jv;
 
-	jsonb_value(&jv, v);
+	jsonb_value(&jv, v, cc);
 	return JsonbPGetDatum(JsonbValueToJsonb(&jv));
 }
 
 /* event values [{name, value}] → {"name": "value", ...} */
 static Datum
-named_values_to_jsonb(json_object *v)
+named_values_to_jsonb(json_object *v, ConversionContext *cc)
 {
 	JsonbValue	object;
 	size_t		len;
 	int			n = 0;
 
 	if (!json_object_is_type(v, json_type_array))
-		return jsonb_from_node(v);
+		return jsonb_from_node(v, cc);
 	len = json_object_array_length(v);
 	object.type = jbvObject;
 	object.val.object.pairs = palloc(sizeof(JsonbPair) * Max(len, 1));
@@ -752,8 +765,8 @@ named_values_to_jsonb(json_object *v)
 			!member(e, "value", &value))
 			continue;
 		jsonb_string(&pair->key, json_object_get_string(name),
-					 json_object_get_string_len(name));
-		jsonb_value(&pair->value, value);
+					 json_object_get_string_len(name), cc);
+		jsonb_value(&pair->value, value, cc);
 		pair->order = n++;
 	}
 	object.val.object.nPairs = n;
@@ -937,7 +950,7 @@ array_literal(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 			continue;
 		}
 		if (!b->elem_json)
-			text = scalar_text(e);
+			text = scalar_text(e, cc);
 		if (text == NULL)
 			text = json_text(e);
 		cc->value = text;
@@ -967,7 +980,7 @@ node_datum(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 	switch (b->conv)
 	{
 		case DALP_CONV_JSONB:
-			return jsonb_from_node(v);
+			return jsonb_from_node(v, cc);
 		case DALP_CONV_JSON_TEXT:
 			return text_datum(b, json_text(v), cc);
 		case DALP_CONV_ARRAY:
@@ -989,7 +1002,7 @@ node_datum(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 		case DALP_CONV_TEXT:
 			if (is_string)
 			{
-				reject_nul(s, len);
+				reject_nul(s, len, cc);
 				text = server_string(s, (int) len);
 				return PointerGetDatum(cstring_to_text_with_len(text,
 																text == s ? (int) len : (int) strlen(text)));
@@ -1007,7 +1020,7 @@ node_datum(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 			break;
 	}
 	/* scalars convert from their text, arrays and objects from their JSON */
-	text = scalar_text(v);
+	text = scalar_text(v, cc);
 	if (text == NULL)
 		text = json_text(v);
 	return text_datum(b, text, cc);
@@ -1024,7 +1037,7 @@ named_values_datum(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 
 	if (!json_object_is_type(v, json_type_array))
 		return node_datum(v, b, cc);
-	folded = DatumGetJsonbP(named_values_to_jsonb(v));
+	folded = DatumGetJsonbP(named_values_to_jsonb(v, cc));
 	if (b->conv == DALP_CONV_JSONB)
 		return JsonbPGetDatum(folded);
 	cc->value = JsonbToCString(NULL, &folded->root, VARSIZE(folded));
@@ -1136,7 +1149,7 @@ dalp_page_facets(DalpPage *page, const char *field, List **counts)
 		if (!json_object_is_type(value, json_type_string) || count == NULL)
 			raise_bad_shape(page, "a facet entry lacks \"value\" or \"count\"");
 		s = json_object_get_string(value);
-		reject_nul(s, json_object_get_string_len(value));
+		reject_nul(s, json_object_get_string_len(value), NULL);
 		fc->value = pstrdup(server_string(s, strlen(s)));
 		fc->count = count_of(count, what, page->display_path);
 		*counts = lappend(*counts, fc);
