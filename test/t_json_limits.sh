@@ -14,7 +14,10 @@
 #  3. json-c's memory is freed on every path: 300 errors raised in the middle
 #     of decoding leave the backend's resident memory where it was.
 #  4. Bytes that are not UTF-8 are refused as such, wherever they are.
-#  5. A cancel stops the parse of a long body within a second.
+#  5. What json-c takes but JSON does not (NaN, raw control characters,
+#     unpaired surrogates, \u0000 in a member name, text after the value, a
+#     top-level string) is refused as such.
+#  6. A cancel stops the parse of a long body within a second.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -79,6 +82,20 @@ def bad_utf8(k):
         return b'{"data": [{"id": "0x1", "name": "n"}\xc3\x28], "meta": {"total": 1}}'
     return b'{"data": [{"id": "0x1", "name": "F' + BAD_UTF8[k] + b'\xc3\xa9"}], "meta": {"total": 1}}'
 
+# what json-c would take but JSON does not, each refused by the pre-scan
+# (the bash side lists what each refusal says, in this order)
+STRICT = [b'{"data": [{"id": "0x1", "name": NaN}]}',
+          b'{"data": [{"id": "0x1", "name": Infinity}]}',
+          b'{"data": [{"id": "0x1", "name": -Infinity}]}',
+          b'{"data": [{"id": "0x1", "name": "a\tb"}]}',
+          b'{"data": [{"id": "0x1", "name": "a\r\nb"}]}',
+          b'{"data": [{"id": "0x1", "name": "\\ud800x"}]}',
+          b'{"data": [{"id": "0x1", "name": "\\ud800\\u0041"}]}',
+          b'{"data": [{"id": "0x1", "name": "\\udc00"}]}',
+          b'{"data": [{"id": "0x1", "n\\u0000ame": "x"}]}',
+          b'{"data": [{"id": "0x1", "name": "x"}]} {}',
+          b'"{\\"data\\": []}"']
+
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -116,6 +133,8 @@ class H(BaseHTTPRequestHandler):
             return self.send(body)
         if name == "late":
             return self.send(late)
+        if name.startswith("strict_"):
+            return self.send(STRICT[int(name[7:])])
         if name.startswith("utf8_"):
             return self.send(bad_utf8(int(name[5:])))
         if name in ("whole", "whole_escaped"):
@@ -290,7 +309,21 @@ for k in 0 1 2 3 4 5 6 7 8; do
     dalp_die "body utf8_$k: expected an error about bytes that are not UTF-8, got: $out"
 done
 
-# 6. A cancel lands while a long body is parsed as it arrives.
+# 6. What json-c would take but JSON does not is refused, saying what.
+strict_refusals=("a character that starts no JSON value" "a character that starts no JSON value"
+  "a character that starts no JSON value" "a control character inside a string"
+  "a control character inside a string" "a \\u escape of an unpaired surrogate"
+  "a \\u escape of an unpaired surrogate" "a \\u escape of an unpaired surrogate"
+  "a member name holding \\u0000" "text after the end of the JSON value"
+  "a character that starts no JSON object")
+for k in "${!strict_refusals[@]}"; do
+  mode "strict_$k"
+  out=$(dalp_psql -X -tA -v ON_ERROR_STOP=0 -c "SELECT name FROM lim_factories" 2>&1 || true)
+  grep -qE 'ERROR: .*not valid JSON' <<<"$out" && grep -qF "has ${strict_refusals[k]} at byte" <<<"$out" ||
+    dalp_die "body strict_$k: expected an error saying \"${strict_refusals[k]}\", got: $out"
+done
+
+# 7. A cancel lands while a long body is parsed as it arrives.
 mode slow
 sess_open
 sess_send "SELECT count(name) FROM lim_factories;"
@@ -305,4 +338,4 @@ grep -q 'canceling statement due to user request' <<<"$SESS_OUT" ||
 sess_close
 
 dalp_psql -q -c "DROP SERVER lim CASCADE"
-echo "ok: bodies in pieces parse as whole ones; peak memory over a warm backend (bound $((bound_kb / 1024)) MB): ${report[*]}; wrong shapes refused in 6 read paths; 9 bodies that are not UTF-8 refused; 300 errors mid-decoding: RSS ${rss_before} -> ${rss_after} kB; cancel in ${cancel_ms} ms"
+echo "ok: bodies in pieces parse as whole ones; peak memory over a warm backend (bound $((bound_kb / 1024)) MB): ${report[*]}; wrong shapes refused in 6 read paths; 9 bodies that are not UTF-8 and ${#strict_refusals[@]} that JSON refuses refused; 300 errors mid-decoding: RSS ${rss_before} -> ${rss_after} kB; cancel in ${cancel_ms} ms"
