@@ -224,6 +224,7 @@ ledger_held_still(DalpScanState *st, const DalpResourceDef *res,
 {
 	const DalpResourceDef *mres = dalp_resource_lookup(res->marker);
 	bool		warn = st->conf.on_ledger_change == DALP_ON_LEDGER_CHANGE_WARNING;
+	char	   *marker_path;
 
 	if (strcmp(*before, after) == 0)
 		return true;
@@ -232,15 +233,18 @@ ledger_held_still(DalpScanState *st, const DalpResourceDef *res,
 		*before = after;
 		return false;
 	}
+	marker_path = dalp_expand_path(mres->path, token, NULL);
 	ereport(warn ? WARNING : ERROR,
 			(errcode(warn ? ERRCODE_WARNING : ERRCODE_T_R_SERIALIZATION_FAILURE),
 			 errmsg("DALP collection GET %s changed while it was read%s",
 					dalp_expand_path(res->path, token, NULL),
 					warn ? "; its rows may mix two states of the ledger" : ""),
+			 *reads == 1 ?
+			 errdetail("Its newest change (the newest item of GET %s) differed before and after its read.",
+					   marker_path) :
 			 errdetail_plural("Its newest change (the newest item of GET %s) differed before and after its read and %d reread.",
 							  "Its newest change (the newest item of GET %s) differed before and after its read and each of %d rereads.",
-							  *reads - 1,
-							  dalp_expand_path(mres->path, token, NULL), *reads - 1),
+							  *reads - 1, marker_path, *reads - 1),
 			 warn ? 0 :
 			 errhint("Run the query again, or raise the server or table option ledger_rereads; with on_ledger_change 'warning' the rows of the last read are returned instead.")));
 	return true;
