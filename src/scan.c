@@ -740,13 +740,14 @@ launch_page(DalpScanState *st, int stream_index, int64 offset)
  * streams.  Where every row is wanted, a later stream's page that has
  * arrived but is not consumed yet holds no slot, so that later streams'
  * first pages, arrived early, cannot keep the current stream's pages
- * waiting; they may wait no more than the window in number, so that memory
- * stays bounded.  The current stream's pages hold their slot until
- * consumed: freeing it too let the stream run ahead of the executor and
- * was slower (bench/network.sh, 1,000 pages at 20 ms: 2,900 ms against
- * 2,743 ms).  Where a LIMIT may stop the scan, every page not consumed
- * holds a slot.  awaited counts the pages requested but
- * not in st->pending: the one next_page waits for (while_waiting).
+ * waiting; one is requested only while fewer than the window wait in all,
+ * so that no more than the window of them wait, and memory stays bounded.
+ * The current stream's pages hold their slot until consumed: freeing it
+ * too let the stream run ahead of the executor and was slower
+ * (bench/network.sh, 1,000 pages at 20 ms: 2,900 ms against 2,743 ms).
+ * Where a LIMIT may stop the scan, every page not consumed holds a slot.
+ * awaited counts the pages requested but not in st->pending: the one
+ * next_page waits for (while_waiting).
  */
 static void
 fill_pipeline(DalpScanState *st, int awaited)
@@ -764,22 +765,21 @@ fill_pipeline(DalpScanState *st, int awaited)
 	for (int s = st->cur_stream; s < st->nstreams && busy < st->window; s++)
 	{
 		DalpStream *stream = &st->streams[s];
-		int			waiting = (st->every_row && s == st->cur_stream) ?
-			2 * st->window : st->window;
 
 		if (stream->finished)
 			continue;
 		if (!stream->started)
 		{
-			if (list_length(st->pending) + awaited >= waiting)
+			if (list_length(st->pending) + awaited >= st->window)
 				break;
 			launch_page(st, s, stream->next_offset);
 			busy++;
 		}
+		/* only the current stream knows its extent: its pages hold slots */
 		while (stream->extent >= 0 && !stream_is_single(st) &&
 			   stream->next_offset < stream->extent &&
 			   (stream->end < 0 || stream->next_offset < stream->end) &&
-			   busy < st->window && list_length(st->pending) + awaited < waiting)
+			   busy < st->window)
 		{
 			launch_page(st, s, stream->next_offset);
 			busy++;
