@@ -164,20 +164,18 @@ can_match_dalp_hex(const DalpColumnDef *col, const char *s)
 }
 
 /*
- * A timestamp bound the API can take exactly.  DALP timestamps have
- * millisecond precision, so "> x" with x between two milliseconds is
- * ">= the next millisecond", and "<= x" is "< the next millisecond".
+ * A timestamp range bound (a lower or an upper one) the API can take
+ * exactly.  DALP timestamps have millisecond precision, so "> x" with x
+ * between two milliseconds is ">= the next millisecond", and "<= x" is
+ * "< the next millisecond".
  */
 static ValueVerdict
-timestamp_bound(int *op, Datum *value)
+timestamp_bound(DalpOpBound bound, int *op, Datum *value)
 {
 	TimestampTz ts = DatumGetTimestampTz(*value);
-	DalpOpBound bound = dalp_operator(*op)->bound;
 	bool		lower = (bound == DALP_BOUND_LOWER);
 	int64		sub_ms = ts % 1000;
 
-	if (bound == DALP_BOUND_NONE)
-		return VALUE_SEND;
 	if (TIMESTAMP_IS_NOBEGIN(ts))
 		return lower ? VALUE_ALWAYS : VALUE_NEVER;
 	if (TIMESTAMP_IS_NOEND(ts))
@@ -283,9 +281,9 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 		return VALUE_SEND;
 	}
 
-	if (typid == TIMESTAMPTZOID)
+	if (typid == TIMESTAMPTZOID && opdef->bound != DALP_BOUND_NONE)
 	{
-		ValueVerdict v = timestamp_bound(op, &value);
+		ValueVerdict v = timestamp_bound(opdef->bound, op, &value);
 
 		if (v != VALUE_SEND)
 			return v;
