@@ -64,3 +64,13 @@ SELECT label, r.*
 SELECT count(*) FROM dalp.holders WHERE token_address = substr(:'acb', 1, 41);
 SELECT count(*) FROM dalp.holders
  WHERE token_address IN (upper(:'acb'), '0x' || repeat('g', 40));
+
+-- The NOTICE is told once per scan: not again for the planner's estimate
+-- (use_remote_estimate), nor for each outer row a scan is run again for.
+BEGIN;
+ALTER FOREIGN TABLE dalp.holders OPTIONS (ADD use_remote_estimate 'true');
+SELECT count(*) FROM dalp.holders WHERE token_address = upper(:'acb');
+ROLLBACK;
+SELECT g, (SELECT count(*) FROM dalp.holders
+            WHERE token_address = upper(:'acb') || repeat('', g)) AS n
+  FROM generate_series(1, 3) g;

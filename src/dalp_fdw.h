@@ -402,7 +402,8 @@ extern bool dalp_request_set_add(DalpRequestSet *rs, const DalpCond *cond,
 extern bool dalp_plan_requests(List *conds, Datum *values, bool *nulls,
 							   bool *skip, List *given_tokens,
 							   bool *tokens_constrained, List **tokens,
-							   List **variants, char **item_key);
+							   List **variants, char **item_key,
+							   int *noticed);
 extern bool dalp_cond_constant_filters(const DalpResourceDef *res,
 									   List *conds, List *values,
 									   const char *table_token,

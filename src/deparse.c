@@ -189,27 +189,25 @@ timestamp_bound(DalpOpBound bound, int *op, Datum *value)
 	return VALUE_SEND;
 }
 
-/* Address values dropped because they cannot match DALP's lowercase hex */
-typedef struct DroppedValues
-{
-	int			cased;			/* lowercased, they would be addresses */
-	int			malformed;		/* not addresses at all */
-} DroppedValues;
+/*
+ * Why an address value was dropped: it cannot match DALP's lowercase hex.
+ * Bits, so that a condition's (and a scan's) reasons add up.
+ */
+#define DROPPED_CASED		0x01	/* lowercased, it would be an address */
+#define DROPPED_MALFORMED	0x02	/* not an address at all */
 
-static void
-count_dropped(const DalpColumnDef *col, const char *s, DroppedValues *dropped)
+static int
+dropped_reason(const DalpColumnDef *col, const char *s)
 {
-	if (can_match_dalp_hex(col, asc_tolower(s, strlen(s))))
-		dropped->cased++;
-	else
-		dropped->malformed++;
+	return can_match_dalp_hex(col, asc_tolower(s, strlen(s))) ?
+		DROPPED_CASED : DROPPED_MALFORMED;
 }
 
 /*
  * The texts to send for one condition's value, by its operator's value
  * rule (DalpOpValue).  *op may change (timestamp bounds).
- * *dropped counts address values dropped because they cannot match DALP's
- * lowercase hex.
+ * *dropped gets the DROPPED_* reasons of address values dropped because
+ * they cannot match DALP's lowercase hex.
  *
  * This is where a condition becomes exact: the API then returns exactly
  * the rows the SQL condition keeps, whatever the value, and planning
@@ -224,7 +222,7 @@ count_dropped(const DalpColumnDef *col, const char *s, DroppedValues *dropped)
  */
 static ValueVerdict
 cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
-		   List **texts, DroppedValues *dropped)
+		   List **texts, int *dropped)
 {
 	Oid			typid = cond->column->typid;
 	const DalpOperatorDef *opdef = dalp_operator(*op);
@@ -264,7 +262,7 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 			if (cond->column->case_insensitive &&
 				!can_match_dalp_hex(cond->column, text))
 			{
-				count_dropped(cond->column, text, dropped);
+				*dropped |= dropped_reason(cond->column, text);
 				continue;
 			}
 			if (!cond->column->case_insensitive && strchr(text, ',') != NULL)
@@ -292,7 +290,7 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 	if (cond->column->case_insensitive &&
 		!can_match_dalp_hex(cond->column, strVal(linitial(*texts))))
 	{
-		count_dropped(cond->column, strVal(linitial(*texts)), dropped);
+		*dropped |= dropped_reason(cond->column, strVal(linitial(*texts)));
 		return opdef->negated ? VALUE_ALWAYS : VALUE_NEVER;
 	}
 	return VALUE_SEND;
@@ -475,11 +473,17 @@ dalp_request_set_add(DalpRequestSet *rs, const DalpCond *cond, int op,
  * are the values of conds (NULL values for conditions skipped: estimates
  * pass only constants).  given_tokens (a pinned token, a join's outer
  * tokens) come first, in their order.  Returns false when no row can match.
+ *
+ * A token address that cannot be DALP's gets a NOTICE, once per reason
+ * for the whole scan however often it runs (*noticed keeps the reasons
+ * told), and none from planning (noticed NULL), which the execution
+ * follows.
  */
 bool
 dalp_plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 				   List *given_tokens, bool *tokens_constrained,
-				   List **tokens, List **variants, char **item_key)
+				   List **tokens, List **variants, char **item_key,
+				   int *noticed)
 {
 	DalpRequestSet rs;
 	int			i = 0;
@@ -494,7 +498,7 @@ dalp_plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 		DalpCond   *cond = (DalpCond *) lfirst(lc);
 		int			op = cond->op;
 		List	   *texts;
-		DroppedValues dropped = {0, 0};
+		int			dropped = 0;
 		ValueVerdict verdict;
 
 		if (skip && skip[i])
@@ -504,15 +508,21 @@ dalp_plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 		}
 		verdict = cond_texts(cond, values[i], nulls[i], &op, &texts, &dropped);
 		i++;
-		if (dropped.cased > 0 && cond->role == DALP_COND_TOKEN)
-			ereport(NOTICE,
-					(errmsg("a token address that is not lowercase hexadecimal matches no DALP token"),
-					 errdetail("DALP addresses are \"0x\" followed by lowercase hexadecimal digits."),
-					 errhint("Compare with lower(...) of the address.")));
-		if (dropped.malformed > 0 && cond->role == DALP_COND_TOKEN)
-			ereport(NOTICE,
-					(errmsg("a token address that is not \"0x\" and 40 hexadecimal digits matches no DALP token"),
-					 errdetail("DALP addresses are \"0x\" followed by 40 lowercase hexadecimal digits.")));
+		if (noticed && cond->role == DALP_COND_TOKEN)
+		{
+			int			untold = dropped & ~*noticed;
+
+			if (untold & DROPPED_CASED)
+				ereport(NOTICE,
+						(errmsg("a token address that is not lowercase hexadecimal matches no DALP token"),
+						 errdetail("DALP addresses are \"0x\" followed by lowercase hexadecimal digits."),
+						 errhint("Compare with lower(...) of the address.")));
+			if (untold & DROPPED_MALFORMED)
+				ereport(NOTICE,
+						(errmsg("a token address that is not \"0x\" and 40 hexadecimal digits matches no DALP token"),
+						 errdetail("DALP addresses are \"0x\" followed by 40 lowercase hexadecimal digits.")));
+			*noticed |= dropped;
+		}
 		if (verdict == VALUE_NEVER)
 			return false;
 		if (verdict == VALUE_ALWAYS)
@@ -561,7 +571,8 @@ dalp_cond_constant_filters(const DalpResourceDef *res, List *conds,
 	}
 	if (!dalp_plan_requests(conds, datums, nulls, skip,
 							table_token ? list_make1(makeString((char *) table_token)) : NIL,
-							&constrained, token_values, &variants, &item_key))
+							&constrained, token_values, &variants, &item_key,
+							NULL))
 		return false;
 	/* several variants: the first one's total is an estimate of the order */
 	*filters = ((DalpVariant *) linitial(variants))->filters;
@@ -637,7 +648,7 @@ dalp_explain_value(ExplainState *es, const DalpCond *cond, Expr *expr, int *op)
 	{
 		Const	   *c = (Const *) expr;
 		List	   *texts;
-		DroppedValues dropped = {0, 0};
+		int			dropped = 0;
 
 		if (cond_texts(cond, c->constvalue, c->constisnull, op, &texts,
 					   &dropped) == VALUE_SEND)
@@ -830,10 +841,10 @@ dalp_in_list_fits(Expr *values)
 }
 
 /*
- * Can an IN list be sent exactly whatever its values?  Lists are
- * comma-separated and capped at DALP_MAX_IN_VALUES, so only a constant
- * list known to fit, or a list of values that cannot contain a comma
- * (addresses, hashes, identifiers), qualifies.
+ * Is an IN or NOT IN list sent exactly?  cond_texts says which lists it
+ * cannot send (VALUE_LOCAL): a constant list is given to it.  A list known
+ * only at execution is exact where no list can be unsendable: addresses
+ * hold no comma, and a list of them is split into requests.
  */
 static bool
 in_list_is_exact(const DalpColumnDef *col, const DalpOperatorDef *op,

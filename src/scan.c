@@ -87,6 +87,8 @@ typedef struct DalpScanState
 	int			nbindings;
 	List	   *id_paths;		/* paths of the dedupe key's parts, or NIL */
 	char	   *sort;			/* sort parameter, or NULL */
+	int			noticed;		/* NOTICEs told about token addresses
+								 * (dalp_plan_requests), rescans included */
 
 	MemoryContext scan_cxt;		/* the whole scan, rescans included */
 	MemoryContext exec_cxt;		/* one execution; reset by ReScan */
@@ -638,7 +640,8 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 	else if (st->table_token)
 		given = list_make1(makeString(st->table_token));
 	if (!dalp_plan_requests(st->conds, values, nulls, NULL, given,
-							&constrained, &tokens, &variants, &st->item_key))
+							&constrained, &tokens, &variants, &st->item_key,
+							&st->noticed))
 		return false;
 
 	if (!dalp_resource_is_per_token(st->res))
