@@ -102,6 +102,19 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM dalp.events WHERE token_address = :'
 SELECT pg_temp.same_rows(format('SELECT id FROM dalp.events WHERE token_address = %L AND event_name = ANY (%L::text[])', :'acb', '{MintCompleted,BurnCompleted}'));
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM dalp.events WHERE token_address = :'acb' AND event_name NOT IN ('CheckpointUpdated', 'Approval');
 SELECT pg_temp.same_rows(format('SELECT id FROM dalp.events WHERE token_address = %L AND event_name NOT IN (%L, %L)', :'acb', 'CheckpointUpdated', 'Approval'));
+-- a constant IN list longer than one request is split into requests, so
+-- it is exact: no local filter; a NOT IN list that long, which cannot be
+-- split, is checked locally
+CREATE FUNCTION pg_temp.has_local_filter(q text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE plan json;
+BEGIN
+  EXECUTE 'EXPLAIN (FORMAT JSON) ' || q INTO plan;
+  RETURN (plan->0->'Plan'->>'Filter') IS NOT NULL;
+END $$;
+SELECT string_agg(quote_literal('NoSuchEvent' || g), ', ') AS long_list FROM generate_series(1, 150) g \gset
+SELECT pg_temp.has_local_filter(format('SELECT id FROM dalp.events WHERE token_address = %L AND event_name IN (%L, %s)', :'acb', 'MintCompleted', :'long_list')) AS in_filtered,
+       pg_temp.has_local_filter(format('SELECT id FROM dalp.events WHERE token_address = %L AND event_name NOT IN (%L, %s)', :'acb', 'MintCompleted', :'long_list')) AS not_in_filtered;
+SELECT pg_temp.same_rows(format('SELECT id FROM dalp.events WHERE token_address = %L AND event_name IN (%L, %s)', :'acb', 'MintCompleted', :'long_list'));
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM dalp.events WHERE token_address = :'acb' AND sender = :'acb_sender';
 SELECT pg_temp.same_rows(format('SELECT id FROM dalp.events WHERE token_address = %L AND sender IN (%L, %L)', :'acb', :'acb_sender', '0x0000000000000000000000000000000000000000'));
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id, involves_address FROM dalp.events WHERE token_address = :'acb' AND involves_address = :'acb_sender';

@@ -149,7 +149,9 @@ typedef enum ValueVerdict
 {
 	VALUE_SEND,					/* send these texts */
 	VALUE_NEVER,				/* no row can match */
-	VALUE_ALWAYS				/* every row matches: send nothing */
+	VALUE_ALWAYS,				/* every row matches: send nothing */
+	VALUE_LOCAL					/* not sendable: send nothing, as planning
+								 * kept the condition as a local filter */
 } ValueVerdict;
 
 /*
@@ -216,9 +218,10 @@ dropped_reason(const DalpColumnDef *col, const char *s)
  * nothing, as it would against DALP's lowercase data; a timestamp bound is
  * moved to DALP's milliseconds; a NULL matches nothing.  Where it cannot
  * hold for every value, planning keeps the condition as a local filter
- * too, and a value that cannot be sent here is not sent (VALUE_ALWAYS):
+ * too, and a value that cannot be sent here is not sent (VALUE_LOCAL):
  * LIKE sent as the API's iLike (a superset), a list whose values may hold
  * the comma that separates them, a NOT IN list longer than one request.
+ * For a constant list planning asks this function (in_list_is_exact).
  */
 static ValueVerdict
 cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
@@ -266,16 +269,16 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 				continue;
 			}
 			if (!cond->column->case_insensitive && strchr(text, ',') != NULL)
-				return VALUE_ALWAYS;	/* not sendable: checked locally */
+				return VALUE_LOCAL;
 			if (dalp_counts_add(&seen, text, 1))
 				*texts = lappend(*texts, makeString(text));
 		}
 		if (*texts == NIL)
 			return opdef->negated ? VALUE_ALWAYS : VALUE_NEVER;
-		/* NOT IN cannot be split into requests: in_list_is_exact kept it local */
+		/* NOT IN cannot be split into requests */
 		if (opdef->value == DALP_OPVAL_WHOLE_LIST &&
 			list_length(*texts) > DALP_MAX_IN_VALUES)
-			return VALUE_ALWAYS;
+			return VALUE_LOCAL;
 		return VALUE_SEND;
 	}
 
@@ -525,7 +528,7 @@ dalp_plan_requests(List *conds, Datum *values, bool *nulls, bool *skip,
 		}
 		if (verdict == VALUE_NEVER)
 			return false;
-		if (verdict == VALUE_ALWAYS)
+		if (verdict == VALUE_ALWAYS || verdict == VALUE_LOCAL)
 			continue;
 		if (!dalp_request_set_add(&rs, cond, op, texts, false))
 			return false;
@@ -850,24 +853,16 @@ static bool
 in_list_is_exact(const DalpColumnDef *col, const DalpOperatorDef *op,
 				 Expr *values)
 {
-	ArrayType  *arr;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
+	DalpCond	cond = {.column = col, .op = op->bit};
+	int			sent_op = op->bit;
+	int			dropped = 0;
+	List	   *texts;
 
-	if (col->kind == DALP_VALUE_TOKEN)
-		return true;			/* token fan-out: one path per value */
-	/* addresses cannot hold commas; long lists are split into requests */
-	if (col->case_insensitive && op->value == DALP_OPVAL_LIST)
-		return true;
-	if (!dalp_in_list_fits(values))
-		return false;
-	arr = DatumGetArrayTypeP(((Const *) values)->constvalue);
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-		if (!nulls[i] && strchr(TextDatumGetCString(elems[i]), ',') != NULL)
-			return false;
-	return true;
+	if (IsA(values, Const))
+		return cond_texts(&cond, ((Const *) values)->constvalue,
+						  ((Const *) values)->constisnull, &sent_op, &texts,
+						  &dropped) != VALUE_LOCAL;
+	return col->case_insensitive && op->value == DALP_OPVAL_LIST;
 }
 
 /*
