@@ -375,7 +375,7 @@ extern const DalpColumnDef *dalp_column_of_var(Expr *expr,
 											   Oid relid);
 extern bool dalp_column_accepts(const DalpResourceDef *res,
 								const DalpColumnDef *col, int op);
-extern bool dalp_in_list_fits(Expr *values);
+extern bool dalp_conds_may_split(List *conds, List *values);
 extern DalpCond *dalp_classify_clause(RelOptInfo *baserel,
 									  const DalpResourceDef *res, Oid relid,
 									  Expr *clause, bool allow_outer,

@@ -835,12 +835,37 @@ dalp_column_accepts(const DalpResourceDef *res, const DalpColumnDef *col, int op
 }
 
 /* A constant list short enough for one request. */
-bool
-dalp_in_list_fits(Expr *values)
+static bool
+in_list_fits(Expr *values)
 {
 	return IsA(values, Const) && !((Const *) values)->constisnull &&
 		ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(((Const *) values)->constvalue)),
 					   ARR_DIMS(DatumGetArrayTypeP(((Const *) values)->constvalue))) <= DALP_MAX_IN_VALUES;
+}
+
+/*
+ * Could these conditions (values: their value expressions) split a read
+ * into several requests (several streams of one token)?
+ */
+bool
+dalp_conds_may_split(List *conds, List *values)
+{
+	ListCell   *lc;
+	ListCell   *lv;
+
+	forboth(lc, conds, lv, values)
+	{
+		DalpCond   *cond = (DalpCond *) lfirst(lc);
+		bool		list = dalp_operator(cond->op)->value == DALP_OPVAL_LIST;
+
+		if (cond->role == DALP_COND_FILTER && list &&
+			!in_list_fits((Expr *) lfirst(lv)))
+			return true;
+		/* each searched value is a request of its own */
+		if (cond->role == DALP_COND_SEARCH && list)
+			return true;
+	}
+	return false;
 }
 
 /*

@@ -116,28 +116,6 @@ pins_one_token(List *conds)
 	return false;
 }
 
-/* Could an IN list be split into several requests (several streams)? */
-static bool
-may_split(List *conds, List *values)
-{
-	ListCell   *lc;
-	ListCell   *lv;
-
-	forboth(lc, conds, lv, values)
-	{
-		DalpCond   *cond = (DalpCond *) lfirst(lc);
-		bool		list = dalp_operator(cond->op)->value == DALP_OPVAL_LIST;
-
-		if (cond->role == DALP_COND_FILTER && list &&
-			!dalp_in_list_fits((Expr *) lfirst(lv)))
-			return true;
-		/* each searched value is a request of its own */
-		if (cond->role == DALP_COND_SEARCH && list)
-			return true;
-	}
-	return false;
-}
-
 static bool
 has_role(List *conds, DalpCondRole role)
 {
@@ -252,7 +230,7 @@ dalp_get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 	info->single_stream = (!dalp_resource_is_per_token(info->res) ||
 							info->table_token != NULL ||
 							pins_one_token(info->conds)) &&
-		!may_split(info->conds, info->cond_values);
+		!dalp_conds_may_split(info->conds, info->cond_values);
 
 	if (info->conf.use_remote_estimate && !info->item)
 		rows = remote_estimate(root, info);

@@ -176,6 +176,16 @@ count_result(DalpScanState *st, const DalpHttpResult *result)
 	st->bytes += result->bytes;
 }
 
+/* The request of a collection's change marker: its marker's newest item. */
+static char *
+marker_path(const DalpResourceDef *res, const char *token)
+{
+	const DalpResourceDef *mres = dalp_resource_lookup(res->marker);
+
+	return dalp_build_path(mres, token, NULL, psprintf("-%s", mres->scan_sort),
+						   NULL, 0, 1);
+}
+
 /*
  * The change marker of a collection (catalog.c: DalpResourceDef.marker):
  * the id of its marker resource's newest item and that resource's total,
@@ -190,8 +200,7 @@ fetch_marker(DalpScanState *st, const DalpResourceDef *res, const char *token)
 											  "dalp_fdw marker",
 											  ALLOCSET_SMALL_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	char	   *path = dalp_build_path(mres, token, NULL,
-									   psprintf("-%s", mres->scan_sort), NULL, 0, 1);
+	char	   *path = marker_path(res, token);
 	DalpJsonParser *parser = dalp_json_parser_create(st->conf.max_response_bytes,
 													 true);
 	DalpHttpResult *result = dalp_http_get(&st->conf, path,
@@ -597,6 +606,21 @@ stream_is_single(const DalpScanState *st)
 }
 
 /*
+ * Is the change marker read before page 1 (hold_stream)?  For one token
+ * read alone (one_token_alone) in one stream of pages (not single) whose
+ * rows may span pages: no LIMIT (limit -1), or one of more than a page.
+ * Then page 1 need not be read twice.  EXPLAIN shows that request too.
+ */
+static bool
+marker_goes_first(const DalpScanState *st, bool one_token_alone, bool single,
+				  int64 limit)
+{
+	return st->res->marker != NULL && st->mode == DALP_MODE_ROWS &&
+		one_token_alone && !single &&
+		(limit < 0 || limit > st->conf.page_size);
+}
+
+/*
  * Evaluate the condition values for this execution ($n parameters, stable
  * expressions and nested-loop parameters take their current values) and
  * lay out the streams.  Returns false when nothing can match.
@@ -677,14 +701,8 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 	 */
 	st->window = st->every_row ? st->conf.concurrency : 1;
 
-	/*
-	 * One token read alone whose rows may span pages: its marker goes before
-	 * page 1 (hold_stream), so that page 1 need not be read twice.
-	 */
-	st->marker_first = st->res->marker != NULL && st->mode == DALP_MODE_ROWS &&
-		reads_one_token(st) && !stream_is_single(st) &&
-		(st->streams[0].end < 0 ||
-		 st->streams[0].end - st->offset > st->conf.page_size);
+	st->marker_first = marker_goes_first(st, reads_one_token(st),
+										 stream_is_single(st), st->limit);
 	return st->nstreams > 0;
 }
 
@@ -1591,10 +1609,14 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 	const char *token = st->table_token;
 	char	   *limit_text = NULL;
 	char	   *offset_text = NULL;
+	int64		limit = -1;
 	int			nconds = list_length(st->conds);
 	int			i = 0;
 	ListCell   *lc;
 	char	   *path;
+
+	/* one token, known before the scan runs (not a nested loop's outer value) */
+	bool		one_token = (st->table_token != NULL);
 
 	dalp_request_set_init(&rs);
 	foreach(lc, st->exprs)
@@ -1607,11 +1629,18 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 			int			op = cond->op;
 			char	   *text = dalp_explain_value(es, cond, expr, &op);
 
+			if (cond->role == DALP_COND_TOKEN)
+				one_token |= IsA(expr, Const) &&
+					dalp_operator(op)->explain_each == NULL;
 			(void) dalp_request_set_add(&rs, cond, op,
 										list_make1(makeString(text)), true);
 		}
 		else if (i == nconds && (st->limit_flags & DALP_LIMIT_COUNT))
+		{
 			limit_text = dalp_explain_expr(es, expr);
+			if (IsA(expr, Const) && !((Const *) expr)->constisnull)
+				limit = DatumGetInt64(((Const *) expr)->constvalue);
+		}
 		else
 			offset_text = dalp_explain_expr(es, expr);
 		i++;
@@ -1630,6 +1659,15 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 							psprintf("GET %s", dalp_decode_for_display(path)), es);
 		token = "{each token}";
 	}
+	if (marker_goes_first(st, one_token && join_token == NULL &&
+						  st->outer == NULL &&
+						  !dalp_conds_may_split(st->conds,
+												list_truncate(list_copy(st->exprs), nconds)),
+						  rs.item_key != NULL || !st->res->is_collection, limit))
+		ExplainPropertyText("DALP Request",
+							psprintf("GET %s",
+									 dalp_decode_for_display(marker_path(st->res, token))),
+							es);
 	if (st->mode != DALP_MODE_ROWS)
 		limit_text = "1";
 	else if (limit_text == NULL)
