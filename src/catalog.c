@@ -44,10 +44,10 @@ static const DalpOperatorDef operator_defs[] = {
 	{.bit = DALP_OP_ILIKE, .api = "iLike", .sql = "~~*", .sql_superset = "~~",
 		.value = DALP_OPVAL_PATTERN},
 	/* IN (...) and = ANY (array) */
-	{.bit = DALP_OP_IN, .api = "inArray", .sql = "=", .array = true,
+	{.bit = DALP_OP_IN, .api = "inArray", .sql = "=",
 		.value = DALP_OPVAL_LIST, .explain_each = "{each of %s}"},
 	/* NOT IN (...) and <> ALL (array) */
-	{.bit = DALP_OP_NOT_IN, .api = "notInArray", .sql = "<>", .array = true,
+	{.bit = DALP_OP_NOT_IN, .api = "notInArray", .sql = "<>",
 		.negated = true, .value = DALP_OPVAL_WHOLE_LIST},
 	/* eq sent as filter[field]=value: the contract names no operator there */
 	{.bit = DALP_OP_EQ_BARE, .spells = DALP_OP_EQ},
@@ -370,6 +370,13 @@ dalp_operator(int bit)
 	return NULL;				/* keep compiler quiet */
 }
 
+/* Does the operator take an array of values (IN, NOT IN)? */
+bool
+dalp_operator_is_list(const DalpOperatorDef *op)
+{
+	return op->value == DALP_OPVAL_LIST || op->value == DALP_OPVAL_WHOLE_LIST;
+}
+
 /*
  * The operator a built-in SQL operator is sent as: "column sqlname value",
  * "value sqlname column" when commuted, or "column sqlname ANY/ALL (array)"
@@ -384,7 +391,8 @@ dalp_operator_for_sql(const char *sqlname, bool array, bool use_or,
 		const DalpOperatorDef *o = &operator_defs[i];
 		const char *name = commuted ? o->sql_commuted : o->sql;
 
-		if (o->array != array || (array && o->negated == use_or))
+		if (dalp_operator_is_list(o) != array ||
+			(array && o->negated == use_or))
 			continue;
 		*superset = false;
 		if (name && strcmp(name, sqlname) == 0)

@@ -164,11 +164,11 @@ typedef struct DalpOperatorDef
 	const char *sql_superset;	/* a SQL operator keeping a subset of the
 								 * API's rows (LIKE for iLike): sent, and
 								 * checked locally too */
-	bool		array;			/* SQL "column sql ANY/ALL (array)", IN and
-								 * NOT IN */
 	bool		negated;		/* true where no value matches: <> and NOT
 								 * IN (SQL's ALL) */
-	DalpOpValue value;
+	DalpOpValue value;			/* a list (dalp_operator_is_list): SQL
+								 * "column sql ANY/ALL (array)", IN and
+								 * NOT IN */
 	DalpOpBound bound;
 	bool		inclusive;		/* a bound: the value itself is in range */
 	const char *explain_each;	/* EXPLAIN's text for the values where each
@@ -230,6 +230,7 @@ extern const DalpResourceDef *dalp_resource_lookup(const char *name);
 extern const DalpColumnDef *dalp_column_lookup(const DalpResourceDef *res,
 											   const char *colname);
 extern const DalpOperatorDef *dalp_operator(int bit);
+extern bool dalp_operator_is_list(const DalpOperatorDef *op);
 extern const DalpOperatorDef *dalp_operator_for_sql(const char *sqlname,
 													bool array, bool use_or,
 													bool commuted,

@@ -229,14 +229,12 @@ cond_texts(const DalpCond *cond, Datum value, bool isnull, int *op,
 {
 	Oid			typid = cond->column->typid;
 	const DalpOperatorDef *opdef = dalp_operator(*op);
-	bool		is_list = (opdef->value == DALP_OPVAL_LIST ||
-						   opdef->value == DALP_OPVAL_WHOLE_LIST);
 
 	*texts = NIL;
 	if (isnull)
 		return VALUE_NEVER;		/* "col op NULL" is never true */
 
-	if (is_list)
+	if (dalp_operator_is_list(opdef))
 	{
 		ArrayType  *array = DatumGetArrayTypeP(value);
 		int16		typlen;
