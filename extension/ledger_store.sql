@@ -11,7 +11,8 @@
 --
 -- Every table keys its rows by server name (not OID), so the bookkeeping
 -- survives pg_dump and a restore into a cluster where the server has a new
--- OID; a server pointed at another DALP deployment needs another name.
+-- OID; a server pointed at another DALP deployment needs another name. An
+-- auditor's grant also records whom and what it was made for (auditors).
 --
 -- Who may do what. Whoever owns an object the ledger functions read can
 -- make their next caller run code of its choosing, and whoever may write the
@@ -118,13 +119,20 @@ CREATE TABLE dalp_fdw_ledger.snapshot_balances (
 );
 
 -- Roles that may read one server's rows without using the server
--- (grant_audit). By name, as the rows are keyed by server name: pg_dump
--- and a restore keep them.
+-- (grant_audit). A name alone would hand the grant on to whoever takes it
+-- next: a role made with the name of a dropped auditor, a server made by
+-- another role with the name of a dropped one. So a grant also records the
+-- role, the server and its owner by OID, and the cluster, and holds only
+-- while they match (readable_servers); grant_audit records them anew.
 CREATE TABLE dalp_fdw_ledger.auditors (
-    server           text NOT NULL,
-    auditor          name NOT NULL,
-    granted_by       name NOT NULL,
-    granted_at       timestamptz NOT NULL,
+    server            text NOT NULL,
+    auditor           name NOT NULL,
+    granted_by        name NOT NULL,
+    granted_at        timestamptz NOT NULL,
+    auditor_oid       oid NOT NULL,
+    server_oid        oid NOT NULL,
+    server_owner      oid NOT NULL,     -- the server's owner at the grant
+    system_identifier bigint NOT NULL,  -- the cluster's, pg_control_system()
     PRIMARY KEY (server, auditor)
 );
 
@@ -143,18 +151,30 @@ SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.auditors', '');
 -- role running the query. dalp_fdw's servers only: the rows of a server
 -- renamed or dropped stay under its old name, which a server of another
 -- wrapper (postgres_fdw, say, which more roles may use) could take.
+--
+-- A grant holds for the role it was made for (OID and name), in the
+-- cluster it was made in, on the server it was made on or one of that name
+-- and owner: pg_dump recreates a server with a new OID, under its owner,
+-- whose OID is the same in the same cluster. A restore into another cluster
+-- (pg_upgrade's too) gets another system identifier, so no grant holds
+-- there, even where a role's OID happens to be the same.
 CREATE VIEW dalp_fdw_ledger.readable_servers AS
+WITH servers AS (
+    SELECT s.oid, s.srvname, s.srvowner
+      FROM pg_catalog.pg_foreign_server s
+      JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+     WHERE w.fdwname = 'dalp_fdw')
 SELECT s.srvname::text AS server
-  FROM pg_catalog.pg_foreign_server s
-  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
- WHERE w.fdwname = 'dalp_fdw'
-   AND (pg_catalog.has_server_privilege(s.oid, 'USAGE')
-        OR pg_catalog.pg_has_role(s.srvowner, 'USAGE'))
+  FROM servers s
+ WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE')
+    OR pg_catalog.pg_has_role(s.srvowner, 'USAGE')
 UNION
 SELECT a.server
   FROM dalp_fdw_ledger.auditors a
-  JOIN pg_catalog.pg_roles r ON r.rolname = a.auditor
- WHERE pg_catalog.pg_has_role(r.oid, 'USAGE');
+  JOIN pg_catalog.pg_roles r ON r.oid = a.auditor_oid AND r.rolname = a.auditor
+  JOIN servers s ON s.srvname = a.server AND (s.oid = a.server_oid OR s.srvowner = a.server_owner)
+ WHERE a.system_identifier = (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c)
+   AND pg_catalog.pg_has_role(r.oid, 'USAGE');
 
 -- The views would pass an INSERT on to the tables (simple views are
 -- updatable), as their owner, if someone granted one: refuse it whatever
@@ -201,6 +221,6 @@ COMMENT ON VIEW snapshots IS
 COMMENT ON VIEW snapshot_balances IS
     'dalp_fdw: balances of each snapshot at its record time; rows of the servers you may use or audit';
 COMMENT ON VIEW auditors IS
-    'dalp_fdw: roles that may read a server''s rows without using it (grant_audit, revoke_audit)';
+    'dalp_fdw: roles that may read a server''s rows without using it (grant_audit, revoke_audit); a grant holds for the role, server and cluster it was made for';
 
 GRANT SELECT ON event_log, sync_state, snapshots, snapshot_balances, auditors TO PUBLIC;

@@ -36,6 +36,8 @@ SET client_min_messages = warning;
 DROP ROLE IF EXISTS regress_alice;
 DROP ROLE IF EXISTS regress_bob;
 DROP ROLE IF EXISTS regress_carol;
+DROP ROLE IF EXISTS regress_dave;
+DROP ROLE IF EXISTS regress_erin;
 RESET client_min_messages;
 CREATE ROLE regress_alice;
 CREATE ROLE regress_bob;
@@ -234,6 +236,73 @@ SET ROLE regress_carol;
 SELECT count(*) AS snapshots_seen FROM dalp_fdw.snapshots;
 RESET ROLE;
 
+-- A grant holds for the very role and server it was made for, not for
+-- whatever later takes their names. dave audits led, and is dropped; a new
+-- role of that name (anyone with CREATEROLE can make one) sees nothing of
+-- led until led's owner grants it again.
+CREATE ROLE regress_dave;
+SELECT dalp_fdw.grant_audit('led', 'regress_dave');
+SET ROLE regress_dave;
+SELECT count(*) > 0 AS snapshots_seen FROM dalp_fdw.snapshots;
+RESET ROLE;
+DROP ROLE regress_dave;
+CREATE ROLE regress_dave;
+SET ROLE regress_dave;
+SELECT (SELECT count(*) FROM dalp_fdw.snapshots) AS snapshots_seen,
+       (SELECT count(*) FROM dalp_fdw.snapshot_balances) AS balances_seen,
+       (SELECT count(*) FROM dalp_fdw.event_log) AS events_seen,
+       (SELECT count(*) FROM dalp_fdw.sync_state) AS checkpoints_seen,
+       (SELECT count(*) FROM dalp_fdw.auditors) AS audits_seen;
+RESET ROLE;
+SELECT dalp_fdw.grant_audit('led', 'regress_dave');
+SET ROLE regress_dave;
+SELECT array_agg(DISTINCT server) AS servers FROM dalp_fdw.snapshots;
+RESET ROLE;
+-- Restored into another cluster, a grant holds for no one, whatever OIDs
+-- the roles and servers there got (as here, a role of the same name and
+-- OID): the server's owner grants it again.
+UPDATE dalp_fdw_ledger.auditors SET system_identifier = system_identifier # 1 WHERE auditor = 'regress_dave';
+SET ROLE regress_dave;
+SELECT count(*) AS snapshots_seen FROM dalp_fdw.snapshots;
+RESET ROLE;
+SELECT dalp_fdw.grant_audit('led', 'regress_dave');
+SET ROLE regress_dave;
+SELECT array_agg(DISTINCT server) AS servers FROM dalp_fdw.snapshots;
+RESET ROLE;
+SELECT dalp_fdw.revoke_audit('led', 'regress_dave');
+DROP ROLE regress_dave;
+
+-- carol audits led3, which its owner drops. erin, who may create dalp_fdw
+-- servers, makes one of that name, mirrors and snapshots through it: carol
+-- sees none of it.
+CREATE SERVER led3 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url :'dalp_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER led3 OPTIONS (api_key :'dalp_key');
+SELECT 'dalp_fdw_srv_' || oid AS nsp3 FROM pg_foreign_server WHERE srvname = 'led3' \gset
+SELECT inserted > 0 AS mirrored FROM dalp_fdw.sync_events('led3', :'tok');
+SELECT dalp_fdw.grant_audit('led3', 'regress_carol');
+SET ROLE regress_carol;
+SELECT array_agg(DISTINCT server) AS servers FROM dalp_fdw.sync_state;
+RESET ROLE;
+SET client_min_messages = warning;
+DROP SERVER led3 CASCADE;
+RESET client_min_messages;
+CREATE ROLE regress_erin;
+GRANT USAGE ON FOREIGN DATA WRAPPER dalp_fdw TO regress_erin;
+SET ROLE regress_erin;
+CREATE SERVER led3 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url :'dalp_url');
+CREATE USER MAPPING FOR regress_erin SERVER led3 OPTIONS (api_key :'dalp_key');
+SELECT 'dalp_fdw_srv_' || oid AS nsp3e FROM pg_foreign_server WHERE srvname = 'led3' \gset
+SELECT inserted >= 0 AS synced FROM dalp_fdw.sync_events('led3', :'tok');
+SELECT dalp_fdw.take_snapshot('led3', :'tok', now()) IS NOT NULL AS taken;
+RESET ROLE;
+SET ROLE regress_carol;
+SELECT (SELECT count(*) FROM dalp_fdw.snapshots WHERE server = 'led3') AS snapshots_seen,
+       (SELECT count(*) FROM dalp_fdw.event_log WHERE server = 'led3') AS events_seen,
+       (SELECT count(*) FROM dalp_fdw.sync_state WHERE server = 'led3') AS checkpoints_seen,
+       (SELECT count(*) FROM dalp_fdw.auditors WHERE server = 'led3') AS audits_seen;
+RESET ROLE;
+SELECT dalp_fdw.revoke_audit('led3', 'regress_carol');
+
 -- Rows stay under the name of a server renamed (or dropped): a server of
 -- another wrapper given that name shows none of them. carol may create
 -- servers of that wrapper, as roles often may of postgres_fdw's.
@@ -311,15 +380,15 @@ RESET ROLE;
 
 -- Clean up: the roles, the servers, their schemas and rows.
 SET client_min_messages = warning;
-DROP SCHEMA regress_alice_own, :"nsp", :"nsp2" CASCADE;
-DROP SERVER led, led2 CASCADE;
+DROP SERVER led, led2, led3 CASCADE;
+DROP SCHEMA regress_alice_own, :"nsp", :"nsp2", :"nsp3", :"nsp3e" CASCADE;
 DO $$
 BEGIN
-  DELETE FROM dalp_fdw_ledger.snapshots WHERE server IN ('led', 'led2');
-  DELETE FROM dalp_fdw_ledger.event_log WHERE server IN ('led', 'led2');
-  DELETE FROM dalp_fdw_ledger.sync_state WHERE server IN ('led', 'led2');
+  DELETE FROM dalp_fdw_ledger.snapshots WHERE server IN ('led', 'led2', 'led3');
+  DELETE FROM dalp_fdw_ledger.event_log WHERE server IN ('led', 'led2', 'led3');
+  DELETE FROM dalp_fdw_ledger.sync_state WHERE server IN ('led', 'led2', 'led3');
 END $$;
-DROP OWNED BY regress_alice, regress_bob, regress_carol;
-DROP ROLE regress_alice, regress_bob, regress_carol;
+DROP OWNED BY regress_alice, regress_bob, regress_carol, regress_erin;
+DROP ROLE regress_alice, regress_bob, regress_carol, regress_erin;
 RESET client_min_messages;
 SELECT count(*) AS lines FROM pg_temp.sim('reset');

@@ -16,7 +16,9 @@
 #  - pg_dump keeps the rows and the auditors: a dump restores without an
 #    error into a new database, with the same snapshots, balances, mirror,
 #    checkpoints and auditors, and its next snapshot continues the id
-#    sequence.
+#    sequence; in the same cluster the auditors' grants hold again, in
+#    another (another system identifier) for no one until the README's
+#    statement grants them again.
 # Reads the main simulator without changing it.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -147,5 +149,10 @@ after=$(fingerprint "$db2")
 next=$(dalp_psql -d "$db2" -tAc "SELECT dalp_fdw.take_snapshot('snap', '$token', now()) > (SELECT max(id) FROM dalp_fdw.snapshots)")
 [[ $next == t ]] || dalp_die "the restored snapshots_id_seq restarted below the restored snapshots"
 [[ $(as "$aud" "$db2" "$seen") == snap ]] || dalp_die "after the restore the auditor of snap sees: $(as "$aud" "$db2" "$seen")"
+# Another cluster, as far as the grants can tell.
+dalp_psql -q -d "$db2" -c "UPDATE dalp_fdw_ledger.auditors SET system_identifier = system_identifier # 1"
+[[ $(as "$aud" "$db2" "$seen") == "" ]] || dalp_die "restored into another cluster, the auditor of snap sees: $(as "$aud" "$db2" "$seen")"
+dalp_psql -q -d "$db2" -c "SELECT dalp_fdw.grant_audit(a.server, a.auditor::regrole) FROM dalp_fdw.auditors a" >/dev/null
+[[ $(as "$aud" "$db2" "$seen") == snap ]] || dalp_die "granted again after a restore into another cluster, the auditor of snap sees: $(as "$aud" "$db2" "$seen")"
 
-echo "ok: CREATE EXTENSION refuses 3 kinds of foreign dalp_fdw schema; PUBLIC reads the views only; USAGE + mapping suffice, else 42501; caller's mapping used (28000 with a wrong key); rows per server and per auditor; pg_dump and restore keep the ${after#* * * * * }"
+echo "ok: CREATE EXTENSION refuses 3 kinds of foreign dalp_fdw schema; PUBLIC reads the views only; USAGE + mapping suffice, else 42501; caller's mapping used (28000 with a wrong key); rows per server and per auditor; pg_dump and restore keep the ${after#* * * * * }, and the auditors' grants in the same cluster only"
