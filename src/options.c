@@ -231,7 +231,7 @@ valid_option_names(Oid context)
  * DALP_ADDRESS_DIGITS) or a transaction hash (DALP_HASH_DIGITS): "0x" and
  * that many lowercase hexadecimal digits.  The one rule for addresses: a
  * token_address option or function argument is lowercased and must pass it
- * (sql/dalp_fdw--1.0.sql's token_address_arg has the same rule); a value
+ * (extension/ledger_access.sql's token_address_arg has the same rule); a value
  * compared with an address column in a WHERE clause that fails it matches
  * no row, as "=" on text minds case.
  */
