@@ -255,6 +255,8 @@ typedef enum DalpOnLedgerChange
 	DALP_ON_LEDGER_CHANGE_WARNING
 } DalpOnLedgerChange;
 
+#define DALP_BUDGET_KEY_LEN 32	/* SHA-256 */
+
 /*
  * Everything one HTTP request needs, resolved from server + user mapping
  * (+ a table's overrides).  The option fields are set from their rows in
@@ -288,6 +290,8 @@ typedef struct DalpConnConfig
 								 * it was read */
 	int			on_ledger_change;	/* DalpOnLedgerChange, when it kept
 									 * changing */
+	/* the name of its request budget, set with api_key (dalp_budget_name) */
+	uint8		budget_key[DALP_BUDGET_KEY_LEN];
 } DalpConnConfig;
 
 /*
@@ -427,8 +431,6 @@ extern char *dalp_explain_value(struct ExplainState *es, const DalpCond *cond,
  * ----------------------------------------------------------------
  */
 
-#define DALP_BUDGET_KEY_LEN 32	/* SHA-256 */
-
 /* A request's claim on the budget of its (API key, origin). */
 typedef struct DalpBudgetTicket
 {
@@ -513,8 +515,9 @@ extern void dalp_shared_register(void);
 extern bool dalp_shared_enabled(void);
 extern Size dalp_shared_size(void);
 extern int64 dalp_monotonic_us(void);
-extern void dalp_budget_ticket_init(DalpBudgetTicket *t, const char *origin,
-									const char *api_key);
+extern void dalp_budget_name(uint8 *key, const char *origin,
+							 const char *api_key);
+extern void dalp_budget_ticket_init(DalpBudgetTicket *t, const uint8 *key);
 extern DalpBudgetVerdict dalp_budget_take(DalpBudgetTicket *t, int64 now,
 										  int64 interval_us, int64 *until);
 extern void dalp_budget_release(DalpBudgetTicket *t);
@@ -606,6 +609,7 @@ extern DalpHttpResult *dalp_http_wait_hook(DalpHttpRequest *req,
 extern void dalp_http_poll(void);
 extern bool dalp_http_done(const DalpHttpRequest *req);
 extern void dalp_http_abandon(DalpHttpRequest *req);
+extern void dalp_http_name_budget(DalpConnConfig *conf);
 extern DalpHttpResult *dalp_http_get(const DalpConnConfig *conf,
 									 const char *path, DalpBodySink *sink);
 

@@ -765,6 +765,7 @@ dalp_get_conn_config(Oid serverid, Oid userid, DalpConnConfig *conf)
 						GetUserNameFromId(userid, false), conf->server_name),
 				 errhint("Run: ALTER USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (ADD api_key 'sm_dalp_...');",
 						 quote_identifier(conf->server_name))));
+	dalp_http_name_budget(conf);
 }
 
 /* The table's resource and its pinned token (lowercased, or NULL). */

@@ -217,19 +217,17 @@ dalp_monotonic_us(void)
  */
 
 /*
- * Name the budget of (origin, API key) in t->key: SHA-256 over the salt,
- * the origin and the key.  Without the salt, which never leaves shared
- * memory, the name cannot be checked against a guessed key.
+ * Name the budget of (origin, API key) in key: SHA-256 over the salt, the
+ * origin and the key.  Without the salt, which never leaves shared memory,
+ * the name cannot be checked against a guessed key.
  */
 void
-dalp_budget_ticket_init(DalpBudgetTicket *t, const char *origin,
-						const char *api_key)
+dalp_budget_name(uint8 *key, const char *origin, const char *api_key)
 {
 	pg_cryptohash_ctx *ctx;
 	bool		ok;
 
-	memset(t, 0, sizeof(*t));
-	t->slot = -1;
+	memset(key, 0, DALP_BUDGET_KEY_LEN);
 	if (dalp_shared == NULL)
 		return;
 
@@ -240,12 +238,21 @@ dalp_budget_ticket_init(DalpBudgetTicket *t, const char *origin,
 		pg_cryptohash_update(ctx, (const uint8 *) origin, strlen(origin) + 1) == 0 &&
 		(api_key == NULL ||
 		 pg_cryptohash_update(ctx, (const uint8 *) api_key, strlen(api_key)) == 0) &&
-		pg_cryptohash_final(ctx, t->key, sizeof(t->key)) == 0;
+		pg_cryptohash_final(ctx, key, DALP_BUDGET_KEY_LEN) == 0;
 	pg_cryptohash_free(ctx);
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not compute the name of a request budget")));
+}
+
+/* A request's ticket for the budget named key, as yet unused. */
+void
+dalp_budget_ticket_init(DalpBudgetTicket *t, const uint8 *key)
+{
+	memset(t, 0, sizeof(*t));
+	t->slot = -1;
+	memcpy(t->key, key, DALP_BUDGET_KEY_LEN);
 }
 
 static int64
