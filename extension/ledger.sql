@@ -54,6 +54,7 @@ BEGIN
               USING ERRCODE = 'invalid_parameter_value',
                     HINT = 'Pass NULL to reread the whole history.';
     END IF;
+    PERFORM dalp_fdw.ledger_writer(server, caller);
     nsp := dalp_fdw.import_server_tables_impl(server, caller);
     PERFORM dalp_fdw.set_phase('sync_events', 'backfill');
 
@@ -385,6 +386,8 @@ BEGIN
                     DETAIL = 'Balances at a time still to come cannot be known.',
                     HINT = 'Take the snapshot once the record time has passed.';
     END IF;
+    -- Before anything is read (its syncs check again).
+    PERFORM dalp_fdw.ledger_writer(server, caller);
     nsp := dalp_fdw.import_server_tables_impl(server, caller);
     PERFORM dalp_fdw.set_phase('take_snapshot', 'health check');
     indexer_status := dalp_fdw.snapshot_health_gate(server, allow_unhealthy, caller);

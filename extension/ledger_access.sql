@@ -50,6 +50,35 @@ BEGIN
 END
 $$;
 
+-- The OID and owner of a dalp_fdw server the caller may use and whose
+-- name's ledger rows are kept for it, or an error: run before every write
+-- of those rows. The first write through a server records it
+-- (dalp_fdw_ledger.servers); later ones need the server the record holds
+-- for (recorded_server), and record it anew: a restored server's new OID,
+-- a server's new owner.
+CREATE FUNCTION ledger_writer(server name, caller regrole, OUT srv oid, OUT owner oid)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    srv := dalp_fdw.ledger_server(server, caller);
+    owner := (SELECT s.srvowner FROM pg_foreign_server s WHERE s.oid = srv);
+    INSERT INTO dalp_fdw_ledger.servers (server, server_oid, server_owner) VALUES (server, srv, owner)
+        ON CONFLICT DO NOTHING;
+    UPDATE dalp_fdw_ledger.servers p SET server_oid = srv, server_owner = owner
+     WHERE p.server = ledger_writer.server
+       AND dalp_fdw_ledger.recorded_server(p.server, p.server_oid, p.server_owner) = srv
+       AND (p.server_oid, p.server_owner) IS DISTINCT FROM (srv, owner);
+    IF NOT EXISTS (SELECT 1 FROM dalp_fdw_ledger.servers p
+                    WHERE p.server = ledger_writer.server AND p.server_oid = srv AND p.server_owner = owner) THEN
+        RAISE EXCEPTION 'server "%" is not the server whose snapshots and mirror are kept under its name', server
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = 'They were written through another dalp_fdw server of that name, of another owner, since dropped or renamed; a server made anew under its name by another role neither reads nor writes them.',
+                    HINT = format('If they are this server''s, a superuser gives them to it: UPDATE dalp_fdw_ledger.servers p SET server_oid = s.oid, server_owner = s.srvowner FROM pg_foreign_server s WHERE s.srvname = p.server AND p.server = %L; else deletes them (README, "Rows of a dropped server").', server);
+    END IF;
+END
+$$;
+
 -- The functions below take a server name, so they need foreign tables of that
 -- server. They import their own, once, into a schema per server
 -- (dalp_fdw_srv_<server OID>), apart from the user's schemas. The schema and
@@ -293,6 +322,7 @@ END $$;
 
 -- Only the entry points are for everyone: the rest run as the extension's
 -- owner, or serve those that do.
-REVOKE ALL ON FUNCTION trusted_role(oid), ledger_server(name, regrole), check_server_tables(name, oid),
+REVOKE ALL ON FUNCTION trusted_role(oid), ledger_server(name, regrole), ledger_writer(name, regrole),
+                       check_server_tables(name, oid),
                        import_server_tables_impl(name, regrole), indexer_health_impl(name, bigint, regrole)
     FROM PUBLIC;

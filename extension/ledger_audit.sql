@@ -4,20 +4,20 @@
 -- ---------------------------------------------------------------------------
 
 -- Adds (audits) or removes a server's auditor, for the server's owner or a
--- superuser only. A grant records the role, the server and the cluster as
--- they are now (see readable_servers): granted again, a grant that no
--- longer held (its role or server dropped and made anew, say, or restored
--- into another cluster) is made to hold for the present ones.
+-- superuser only, through the server its name's rows are kept for
+-- (ledger_writer). A grant records the role and the server as they are now
+-- (see readable_servers): granted again, a grant that no longer held (its
+-- role or server dropped and made anew, say, or restored into another
+-- cluster) is made to hold for the present ones.
 CREATE FUNCTION set_auditor(server name, auditor regrole, caller regrole, audits boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    srv oid := dalp_fdw.ledger_server(server, caller);
-    owner oid := (SELECT s.srvowner FROM pg_foreign_server s WHERE s.oid = srv);
+    w record := dalp_fdw.ledger_writer(server, caller);
 BEGIN
-    IF NOT pg_has_role(caller::oid, owner, 'USAGE') THEN
+    IF NOT pg_has_role(caller::oid, w.owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of foreign server %', server
               USING ERRCODE = 'insufficient_privilege',
                     DETAIL = 'Only the server''s owner or a superuser decides who audits its snapshots and mirror.';
@@ -33,15 +33,13 @@ BEGIN
         RAISE EXCEPTION 'auditor must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     INSERT INTO dalp_fdw_ledger.auditors AS a
-           (server, auditor, granted_by, granted_at, auditor_oid, server_oid, server_owner, system_identifier)
-    VALUES (server, pg_get_userbyid(auditor), pg_get_userbyid(caller), clock_timestamp(), auditor, srv, owner,
-            (SELECT c.system_identifier FROM pg_control_system() c))
+           (server, auditor, granted_by, granted_at, auditor_oid, server_oid, server_owner)
+    VALUES (server, pg_get_userbyid(auditor), pg_get_userbyid(caller), clock_timestamp(), auditor, w.srv, w.owner)
         ON CONFLICT ON CONSTRAINT auditors_pkey DO UPDATE
        SET granted_by = excluded.granted_by, granted_at = excluded.granted_at, auditor_oid = excluded.auditor_oid,
-           server_oid = excluded.server_oid, server_owner = excluded.server_owner,
-           system_identifier = excluded.system_identifier
-     WHERE (a.auditor_oid, a.server_oid, a.server_owner, a.system_identifier)
-           IS DISTINCT FROM (excluded.auditor_oid, excluded.server_oid, excluded.server_owner, excluded.system_identifier);
+           server_oid = excluded.server_oid, server_owner = excluded.server_owner
+     WHERE (a.auditor_oid, a.server_oid, a.server_owner)
+           IS DISTINCT FROM (excluded.auditor_oid, excluded.server_oid, excluded.server_owner);
 END
 $$;
 

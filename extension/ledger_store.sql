@@ -10,9 +10,11 @@
 -- from the API.
 --
 -- Every table keys its rows by server name (not OID), so the bookkeeping
--- survives pg_dump and a restore into a cluster where the server has a new
--- OID; a server pointed at another DALP deployment needs another name. An
--- auditor's grant also records whom and what it was made for (auditors).
+-- survives pg_dump and a restore where the server has a new OID; a server
+-- pointed at another DALP deployment needs another name. A name alone
+-- would hand the rows on to whoever takes it next, so the server they are
+-- kept for is recorded too (servers), and so is whom and what an auditor's
+-- grant was made for (auditors).
 --
 -- Who may do what. Whoever owns an object the ledger functions read can
 -- make their next caller run code of its choosing, and whoever may write the
@@ -118,12 +120,25 @@ CREATE TABLE dalp_fdw_ledger.snapshot_balances (
     PRIMARY KEY (snapshot_id, account)
 );
 
+-- The server each name's rows are kept for: the first write through a
+-- dalp_fdw server (ledger_writer) records its OID and owner. A server made
+-- under the name of a dropped or renamed one by another role would
+-- otherwise read the old server's rows and write into them (retract its
+-- events, move its checkpoints); it does neither while it does not match
+-- the record (recorded_server). A superuser who finds the rows are its
+-- own sets the record to it (README, "Rows of a dropped server").
+CREATE TABLE dalp_fdw_ledger.servers (
+    server            text PRIMARY KEY,
+    server_oid        oid NOT NULL,
+    server_owner      oid NOT NULL
+);
+
 -- Roles that may read one server's rows without using the server
 -- (grant_audit). A name alone would hand the grant on to whoever takes it
 -- next: a role made with the name of a dropped auditor, a server made by
 -- another role with the name of a dropped one. So a grant also records the
--- role, the server and its owner by OID, and the cluster, and holds only
--- while they match (readable_servers); grant_audit records them anew.
+-- role, the server and its owner by OID, and holds only while they match
+-- (readable_servers); grant_audit records them anew.
 CREATE TABLE dalp_fdw_ledger.auditors (
     server            text NOT NULL,
     auditor           name NOT NULL,
@@ -132,7 +147,6 @@ CREATE TABLE dalp_fdw_ledger.auditors (
     auditor_oid       oid NOT NULL,
     server_oid        oid NOT NULL,
     server_owner      oid NOT NULL,     -- the server's owner at the grant
-    system_identifier bigint NOT NULL,  -- the cluster's, pg_control_system()
     PRIMARY KEY (server, auditor)
 );
 
@@ -143,37 +157,56 @@ SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.sync_state', '');
 SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.snapshots', '');
 SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.snapshots_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.snapshot_balances', '');
+SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.servers', '');
 SELECT pg_catalog.pg_extension_config_dump('dalp_fdw_ledger.auditors', '');
 
--- The servers whose rows the current role may read: those it may use, and
--- those it audits. A view rather than a function, so that it reads
--- auditors with its owner's rights while its privilege functions test the
--- role running the query. dalp_fdw's servers only: the rows of a server
--- renamed or dropped stay under its old name, which a server of another
--- wrapper (postgres_fdw, say, which more roles may use) could take.
---
--- A grant holds for the role it was made for (OID and name), in the
--- cluster it was made in, on the server it was made on or one of that name
--- and owner: pg_dump recreates a server with a new OID, under its owner,
--- whose OID is the same in the same cluster. A restore into another cluster
--- (pg_upgrade's too) gets another system identifier, so no grant holds
--- there, even where a role's OID happens to be the same.
+-- The one rule by which a record of a server (servers, auditors: its name,
+-- OID and owner) holds: the present dalp_fdw server of that name, if it
+-- has that OID (the very server, or given to another owner since) or that
+-- owner (made anew by it, as a restore does: pg_dump and pg_upgrade
+-- recreate a server with a new OID). Role OIDs are kept by a restore into
+-- the same cluster and by pg_upgrade (pg_dumpall --binary-upgrade sets
+-- them), so a record holds there; no cluster identifier is recorded, as it
+-- would make every record hold for no one after a pg_upgrade. In another
+-- cluster OIDs are new, and a record holds only where they happen to
+-- match (README, "After a restore or an upgrade"). NULL when it holds for
+-- none. PUBLIC may run it (readable_servers does, as the reader): it
+-- reads the catalog only.
+CREATE FUNCTION dalp_fdw_ledger.recorded_server(server text, server_oid oid, server_owner oid)
+RETURNS oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.oid
+      FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+     WHERE w.fdwname = 'dalp_fdw' AND s.srvname = server
+       AND (s.oid = server_oid OR s.srvowner = server_owner)
+$$;
+
+-- The names whose rows the current role may read: those of the servers it
+-- may use, and of those it audits, where the server is the one the rows
+-- are kept for (recorded_server). A view rather than a function, so that
+-- it reads servers and auditors with its owner's rights while its
+-- privilege functions test the role running the query. dalp_fdw's servers
+-- only: the rows of a server renamed or dropped stay under its old name,
+-- which a server of another wrapper (postgres_fdw, say, which more roles
+-- may use) could take. A grant holds for the role it was made for (OID and
+-- name) and for the server it was made on, by the same rule.
 CREATE VIEW dalp_fdw_ledger.readable_servers AS
-WITH servers AS (
-    SELECT s.oid, s.srvname, s.srvowner
-      FROM pg_catalog.pg_foreign_server s
-      JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-     WHERE w.fdwname = 'dalp_fdw')
-SELECT s.srvname::text AS server
-  FROM servers s
+WITH kept AS (
+    SELECT p.server, dalp_fdw_ledger.recorded_server(p.server, p.server_oid, p.server_owner) AS srv
+      FROM dalp_fdw_ledger.servers p)
+SELECT k.server
+  FROM kept k
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = k.srv
  WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE')
     OR pg_catalog.pg_has_role(s.srvowner, 'USAGE')
 UNION
 SELECT a.server
   FROM dalp_fdw_ledger.auditors a
+  JOIN kept k ON k.server = a.server
   JOIN pg_catalog.pg_roles r ON r.oid = a.auditor_oid AND r.rolname = a.auditor
-  JOIN servers s ON s.srvname = a.server AND (s.oid = a.server_oid OR s.srvowner = a.server_owner)
- WHERE a.system_identifier = (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c)
+ WHERE k.srv = dalp_fdw_ledger.recorded_server(a.server, a.server_oid, a.server_owner)
    AND pg_catalog.pg_has_role(r.oid, 'USAGE');
 
 -- The views would pass an INSERT on to the tables (simple views are
@@ -221,6 +254,6 @@ COMMENT ON VIEW snapshots IS
 COMMENT ON VIEW snapshot_balances IS
     'dalp_fdw: balances of each snapshot at its record time; rows of the servers you may use or audit';
 COMMENT ON VIEW auditors IS
-    'dalp_fdw: roles that may read a server''s rows without using it (grant_audit, revoke_audit); a grant holds for the role, server and cluster it was made for';
+    'dalp_fdw: roles that may read a server''s rows without using it (grant_audit, revoke_audit); a grant holds for the role and server it was made for';
 
 GRANT SELECT ON event_log, sync_state, snapshots, snapshot_balances, auditors TO PUBLIC;

@@ -258,50 +258,122 @@ SELECT dalp_fdw.grant_audit('led', 'regress_dave');
 SET ROLE regress_dave;
 SELECT array_agg(DISTINCT server) AS servers FROM dalp_fdw.snapshots;
 RESET ROLE;
--- Restored into another cluster, a grant holds for no one, whatever OIDs
--- the roles and servers there got (as here, a role of the same name and
--- OID): the server's owner grants it again.
-UPDATE dalp_fdw_ledger.auditors SET system_identifier = system_identifier # 1 WHERE auditor = 'regress_dave';
-SET ROLE regress_dave;
-SELECT count(*) AS snapshots_seen FROM dalp_fdw.snapshots;
-RESET ROLE;
-SELECT dalp_fdw.grant_audit('led', 'regress_dave');
-SET ROLE regress_dave;
-SELECT array_agg(DISTINCT server) AS servers FROM dalp_fdw.snapshots;
-RESET ROLE;
 SELECT dalp_fdw.revoke_audit('led', 'regress_dave');
 DROP ROLE regress_dave;
 
--- carol audits led3, which its owner drops. erin, who may create dalp_fdw
--- servers, makes one of that name, mirrors and snapshots through it: carol
--- sees none of it.
+-- A server name's rows are kept for the server that first wrote them
+-- (dalp_fdw_ledger.servers). led3 is the superuser's: it mirrors and
+-- snapshots, and carol audits it.
 CREATE SERVER led3 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url :'dalp_url');
 CREATE USER MAPPING FOR CURRENT_USER SERVER led3 OPTIONS (api_key :'dalp_key');
 SELECT 'dalp_fdw_srv_' || oid AS nsp3 FROM pg_foreign_server WHERE srvname = 'led3' \gset
-SELECT inserted > 0 AS mirrored FROM dalp_fdw.sync_events('led3', :'tok');
+SET client_min_messages = error;
+SELECT dalp_fdw.take_snapshot('led3', :'tok', now()) IS NOT NULL AS taken;
+RESET client_min_messages;
 SELECT dalp_fdw.grant_audit('led3', 'regress_carol');
+-- What the caller sees of led3 in every view (its balances: of the
+-- snapshots in led3_ids).
+CREATE TEMP TABLE led3_ids AS SELECT id FROM dalp_fdw_ledger.snapshots WHERE server = 'led3';
+GRANT SELECT ON pg_temp.led3_ids TO PUBLIC;
+CREATE FUNCTION pg_temp.led3_seen(OUT snapshots bigint, OUT balances bigint, OUT events bigint,
+                                  OUT checkpoints bigint, OUT audits bigint)
+LANGUAGE sql AS $$
+  SELECT (SELECT count(*) FROM dalp_fdw.snapshots WHERE server = 'led3'),
+         (SELECT count(*) FROM dalp_fdw.snapshot_balances b
+           WHERE b.snapshot_id IN (SELECT id FROM pg_temp.led3_ids)),
+         (SELECT count(*) FROM dalp_fdw.event_log WHERE server = 'led3'),
+         (SELECT count(*) FROM dalp_fdw.sync_state WHERE server = 'led3'),
+         (SELECT count(*) FROM dalp_fdw.auditors WHERE server = 'led3')
+$$;
+-- Everything led3's rows hold, to show that nothing below changes them.
+CREATE FUNCTION pg_temp.led3_rows() RETURNS text
+LANGUAGE sql AS $$
+  SELECT md5(concat_ws('|',
+    (SELECT string_agg(s::text, ',' ORDER BY s.id) FROM dalp_fdw_ledger.snapshots s WHERE s.server = 'led3'),
+    (SELECT string_agg(b::text, ',' ORDER BY b.snapshot_id, b.account) FROM dalp_fdw_ledger.snapshot_balances b
+      WHERE b.snapshot_id IN (SELECT id FROM dalp_fdw_ledger.snapshots WHERE server = 'led3')),
+    (SELECT string_agg(l::text, ',' ORDER BY l.log_id) FROM dalp_fdw_ledger.event_log l WHERE l.server = 'led3'),
+    (SELECT string_agg(t::text, ',') FROM dalp_fdw_ledger.sync_state t WHERE t.server = 'led3'),
+    (SELECT string_agg(a::text, ',' ORDER BY a.auditor) FROM dalp_fdw_ledger.auditors a WHERE a.server = 'led3')))
+$$;
 SET ROLE regress_carol;
-SELECT array_agg(DISTINCT server) AS servers FROM dalp_fdw.sync_state;
+SELECT * FROM pg_temp.led3_seen();
 RESET ROLE;
+
+-- Dropped and made anew by its owner, as a restore does (a new OID, the
+-- same name and owner): the rows are still the server's, its syncs go on,
+-- the record takes the new OID, and carol's grant holds.
+SET client_min_messages = warning;
+DROP SERVER led3 CASCADE;
+RESET client_min_messages;
+CREATE SERVER led3 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url :'dalp_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER led3 OPTIONS (api_key :'dalp_key');
+SELECT 'dalp_fdw_srv_' || oid AS nsp3b FROM pg_foreign_server WHERE srvname = 'led3' \gset
+SELECT inserted = 0 AS nothing_new FROM dalp_fdw.sync_events('led3', :'tok');
+SELECT p.server_oid = s.oid AS recorded_anew
+  FROM dalp_fdw_ledger.servers p JOIN pg_foreign_server s ON s.srvname = p.server WHERE p.server = 'led3';
+SET ROLE regress_carol;
+SELECT snapshots > 0 AND balances > 0 AND events > 0 AND checkpoints > 0 AND audits > 0 AS carol_sees_all
+  FROM pg_temp.led3_seen();
+RESET ROLE;
+
+-- Dropped, and made anew under its name by erin, who may create dalp_fdw
+-- servers and lets bob use hers: neither sees a row of the old led3, nor
+-- does carol any longer; erin may not sync, snapshot or grant through it
+-- (before anything is read), and nothing of led3's rows changes.
+SELECT pg_temp.led3_rows() AS led3_before \gset
 SET client_min_messages = warning;
 DROP SERVER led3 CASCADE;
 RESET client_min_messages;
 CREATE ROLE regress_erin;
 GRANT USAGE ON FOREIGN DATA WRAPPER dalp_fdw TO regress_erin;
+SELECT count(*) AS lines FROM pg_temp.sim('clear');
 SET ROLE regress_erin;
 CREATE SERVER led3 FOREIGN DATA WRAPPER dalp_fdw OPTIONS (base_url :'dalp_url');
 CREATE USER MAPPING FOR regress_erin SERVER led3 OPTIONS (api_key :'dalp_key');
+GRANT USAGE ON FOREIGN SERVER led3 TO regress_bob;
 SELECT 'dalp_fdw_srv_' || oid AS nsp3e FROM pg_foreign_server WHERE srvname = 'led3' \gset
-SELECT inserted >= 0 AS synced FROM dalp_fdw.sync_events('led3', :'tok');
-SELECT dalp_fdw.take_snapshot('led3', :'tok', now()) IS NOT NULL AS taken;
+SELECT * FROM pg_temp.led3_seen();
+SELECT * FROM pg_temp.error_of(format('SELECT * FROM dalp_fdw.sync_events(%L, %L)', 'led3', :'tok'));
+SELECT * FROM pg_temp.error_of(format('SELECT dalp_fdw.take_snapshot(%L, %L, now())', 'led3', :'tok'));
+SELECT * FROM pg_temp.error_of($$SELECT dalp_fdw.grant_audit('led3', 'regress_bob')$$);
+RESET ROLE;
+SELECT pg_temp.sim_requests() AS requests;
+SET ROLE regress_bob;
+SELECT * FROM pg_temp.led3_seen();
 RESET ROLE;
 SET ROLE regress_carol;
-SELECT (SELECT count(*) FROM dalp_fdw.snapshots WHERE server = 'led3') AS snapshots_seen,
-       (SELECT count(*) FROM dalp_fdw.event_log WHERE server = 'led3') AS events_seen,
-       (SELECT count(*) FROM dalp_fdw.sync_state WHERE server = 'led3') AS checkpoints_seen,
-       (SELECT count(*) FROM dalp_fdw.auditors WHERE server = 'led3') AS audits_seen;
+SELECT * FROM pg_temp.led3_seen();
 RESET ROLE;
+-- the superuser too (its USAGE on every server reads no other server's rows)
+SELECT * FROM pg_temp.error_of(format('SELECT * FROM dalp_fdw.sync_events(%L, %L)', 'led3', :'tok')) LIMIT 1;
+SELECT pg_temp.led3_rows() = :'led3_before' AS led3_unchanged;
+
+-- A superuser who finds the old rows are the new server's gives them to it,
+-- with the statement of the hint (README): erin syncs, snapshots and sees
+-- them, and so does bob; carol's grant, made for the old server, holds no
+-- longer.
+UPDATE dalp_fdw_ledger.servers p SET server_oid = s.oid, server_owner = s.srvowner
+  FROM pg_foreign_server s WHERE s.srvname = p.server AND p.server = 'led3';
+SET ROLE regress_erin;
+SELECT inserted = 0 AS nothing_new FROM dalp_fdw.sync_events('led3', :'tok');
+SET client_min_messages = error;
+SELECT dalp_fdw.take_snapshot('led3', :'tok', now()) IS NOT NULL AS taken;
+RESET client_min_messages;
+SELECT snapshots > 1 AND balances > 0 AND events > 0 AND checkpoints > 0 AND audits > 0 AS erin_sees_all
+  FROM pg_temp.led3_seen();
+RESET ROLE;
+SET ROLE regress_bob;
+SELECT snapshots > 1 AND balances > 0 AND events > 0 AND checkpoints > 0 AS bob_sees_all FROM pg_temp.led3_seen();
+RESET ROLE;
+SET ROLE regress_carol;
+SELECT * FROM pg_temp.led3_seen();
+RESET ROLE;
+-- The new owner may take back the old server's grants.
+SET ROLE regress_erin;
 SELECT dalp_fdw.revoke_audit('led3', 'regress_carol');
+SELECT count(*) AS led3_audits FROM dalp_fdw.auditors WHERE server = 'led3';
+RESET ROLE;
 
 -- Rows stay under the name of a server renamed (or dropped): a server of
 -- another wrapper given that name shows none of them. carol may create
@@ -381,12 +453,15 @@ RESET ROLE;
 -- Clean up: the roles, the servers, their schemas and rows.
 SET client_min_messages = warning;
 DROP SERVER led, led2, led3 CASCADE;
-DROP SCHEMA regress_alice_own, :"nsp", :"nsp2", :"nsp3", :"nsp3e" CASCADE;
+DROP SCHEMA regress_alice_own, :"nsp", :"nsp2", :"nsp3", :"nsp3b", :"nsp3e" CASCADE;
+-- as the README deletes a dropped server's rows
 DO $$
 BEGIN
   DELETE FROM dalp_fdw_ledger.snapshots WHERE server IN ('led', 'led2', 'led3');
   DELETE FROM dalp_fdw_ledger.event_log WHERE server IN ('led', 'led2', 'led3');
   DELETE FROM dalp_fdw_ledger.sync_state WHERE server IN ('led', 'led2', 'led3');
+  DELETE FROM dalp_fdw_ledger.auditors WHERE server IN ('led', 'led2', 'led3');
+  DELETE FROM dalp_fdw_ledger.servers WHERE server IN ('led', 'led2', 'led3');
 END $$;
 DROP OWNED BY regress_alice, regress_bob, regress_carol, regress_erin;
 DROP ROLE regress_alice, regress_bob, regress_carol, regress_erin;

@@ -13,12 +13,14 @@
 #    is refused (42501) before anything is read; with a wrong key in its
 #    mapping it gets the API's 401 (28000), not another role's data;
 #  - it sees its servers' rows and no other's; an auditor sees one server's;
-#  - pg_dump keeps the rows and the auditors: a dump restores without an
-#    error into a new database, with the same snapshots, balances, mirror,
-#    checkpoints and auditors, and its next snapshot continues the id
-#    sequence; in the same cluster the auditors' grants hold again, in
-#    another (another system identifier) for no one until the README's
-#    statement grants them again.
+#  - pg_dump keeps the rows, the servers they are kept for and the
+#    auditors: a dump restores without an error into a new database, with
+#    the same snapshots, balances, mirror, checkpoints, servers and
+#    auditors, and its next snapshot continues the id sequence; in the same
+#    cluster the server's rows and the auditors' grants hold again; where
+#    the roles have other OIDs (another cluster) they hold for no one, and
+#    the server's syncs are refused (42501), until the README's statements
+#    give the rows to the server and grant again.
 # Reads the main simulator without changing it.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -137,6 +139,7 @@ SELECT (SELECT md5(string_agg(s::text, ',' ORDER BY s.id)) FROM dalp_fdw_ledger.
     || (SELECT md5(string_agg(l::text, ',' ORDER BY l.log_id)) FROM dalp_fdw_ledger.event_log l) || ' '
     || (SELECT md5(string_agg(st::text, ',' ORDER BY st.server, st.token_address)) FROM dalp_fdw_ledger.sync_state st) || ' '
     || (SELECT string_agg(a.server || ':' || a.auditor, ',') FROM dalp_fdw_ledger.auditors a) || ' '
+    || (SELECT string_agg(p.server || ':' || pg_get_userbyid(p.server_owner), ',' ORDER BY p.server) FROM dalp_fdw_ledger.servers p) || ' '
     || (SELECT count(*) FROM dalp_fdw_ledger.snapshots) || ' snapshots, '
     || (SELECT count(*) FROM dalp_fdw_ledger.event_log) || ' events';
 SQL
@@ -149,10 +152,19 @@ after=$(fingerprint "$db2")
 next=$(dalp_psql -d "$db2" -tAc "SELECT dalp_fdw.take_snapshot('snap', '$token', now()) > (SELECT max(id) FROM dalp_fdw.snapshots)")
 [[ $next == t ]] || dalp_die "the restored snapshots_id_seq restarted below the restored snapshots"
 [[ $(as "$aud" "$db2" "$seen") == snap ]] || dalp_die "after the restore the auditor of snap sees: $(as "$aud" "$db2" "$seen")"
-# Another cluster, as far as the grants can tell.
-dalp_psql -q -d "$db2" -c "UPDATE dalp_fdw_ledger.auditors SET system_identifier = system_identifier # 1"
+# Another cluster, as far as the records can tell: there the roles have
+# other OIDs.
+dalp_psql -q -d "$db2" -c "UPDATE dalp_fdw_ledger.auditors SET auditor_oid = 0, server_oid = 0, server_owner = 0" \
+  -c "UPDATE dalp_fdw_ledger.servers SET server_oid = 0, server_owner = 0"
 [[ $(as "$aud" "$db2" "$seen") == "" ]] || dalp_die "restored into another cluster, the auditor of snap sees: $(as "$aud" "$db2" "$seen")"
-dalp_psql -q -d "$db2" -c "SELECT dalp_fdw.grant_audit(a.server, a.auditor::regrole) FROM dalp_fdw.auditors a" >/dev/null
+[[ $(as "$ops" "$db2" "$seen") == "" ]] || dalp_die "restored into another cluster, $ops sees the snapshots of: $(as "$ops" "$db2" "$seen")"
+expect "$ops" "$db2" "SELECT inserted FROM dalp_fdw.sync_events('snap', '$token')" \
+  '42501: server "snap" is not the server whose snapshots and mirror are kept under its name' \
+  "a sync restored into another cluster"
+dalp_psql -q -d "$db2" -c "UPDATE dalp_fdw_ledger.servers p SET server_oid = s.oid, server_owner = s.srvowner FROM pg_foreign_server s WHERE s.srvname = p.server" \
+  -c "SELECT dalp_fdw.grant_audit(a.server, a.auditor::regrole) FROM dalp_fdw.auditors a" >/dev/null
 [[ $(as "$aud" "$db2" "$seen") == snap ]] || dalp_die "granted again after a restore into another cluster, the auditor of snap sees: $(as "$aud" "$db2" "$seen")"
+[[ $(as "$ops" "$db2" "SELECT inserted FROM dalp_fdw.sync_events('snap', '$token')") == 0 ]] \
+  || dalp_die "a sync after the rows were given to the restored server: $(as "$ops" "$db2" "SELECT inserted FROM dalp_fdw.sync_events('snap', '$token')")"
 
-echo "ok: CREATE EXTENSION refuses 3 kinds of foreign dalp_fdw schema; PUBLIC reads the views only; USAGE + mapping suffice, else 42501; caller's mapping used (28000 with a wrong key); rows per server and per auditor; pg_dump and restore keep the ${after#* * * * * }, and the auditors' grants in the same cluster only"
+echo "ok: CREATE EXTENSION refuses 3 kinds of foreign dalp_fdw schema; PUBLIC reads the views only; USAGE + mapping suffice, else 42501; caller's mapping used (28000 with a wrong key); rows per server and per auditor; pg_dump and restore keep the ${after#* * * * * * }, the servers' rows and the auditors' grants in the same cluster, in another once given and granted again"
