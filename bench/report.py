@@ -44,6 +44,29 @@ class Row:
         self.pages_per_s = pages / self.median
 
 
+def read_measurements(path):
+    """The measurements in the order of their first run; the runs of a row
+    measured in turns (several lines of one id) become one measurement."""
+    merged = {}
+    with open(path) as f:
+        for line in f:
+            m = json.loads(line)
+            seen = merged.get(m["id"])
+            if seen is None:
+                merged[m["id"]] = m
+            elif "sql" in m:
+                for key in ("ms", "cpu_ms", "sim_cpu_ms", "results"):
+                    seen["sql"][key] += m["sql"][key]
+                if m.get("stats"):
+                    for key, value in m["stats"].items():
+                        if isinstance(value, (int, float)) and not isinstance(value, bool):
+                            seen["stats"][key] += value
+            else:
+                seen["raw"] += ";" + m["raw"]
+                seen["sim_cpu_ms_total"] += m["sim_cpu_ms_total"]
+    return list(merged.values())
+
+
 def fmt_s(x):
     return "%.2f" % x if x >= 0.1 else "%.3f" % x
 
@@ -54,16 +77,14 @@ def verdict(ok):
 
 def brief(path):
     """The rows of a run of some rows only (BENCH_ROWS): one line each."""
-    with open(path) as f:
-        for line in f:
-            m = json.loads(line)
-            if m["id"].startswith("mem_"):
-                print("%-14s %s" % (m["id"], ", ".join("%s %s" % kv for kv in m.items() if kv[0] != "id")))
-                continue
-            row = Row(m, 1)
-            print("%-14s c%-2d %3d ms  median %s s (%s - %s)%s" % (
-                row.id, row.concurrency, row.latency_ms, fmt_s(row.median), fmt_s(min(row.times)),
-                fmt_s(max(row.times)), "  backend CPU %s s" % fmt_s(row.cpu) if row.cpu is not None else ""))
+    for m in read_measurements(path):
+        if m["id"].startswith("mem_"):
+            print("%-14s %s" % (m["id"], ", ".join("%s %s" % kv for kv in m.items() if kv[0] != "id")))
+            continue
+        row = Row(m, 1)
+        print("%-14s c%-2d %3d ms  median %s s (%s - %s)%s" % (
+            row.id, row.concurrency, row.latency_ms, fmt_s(row.median), fmt_s(min(row.times)),
+            fmt_s(max(row.times)), "  backend CPU %s s" % fmt_s(row.cpu) if row.cpu is not None else ""))
 
 
 def main():
@@ -82,13 +103,11 @@ def main():
     pages = -(-events // page_size)
 
     rows, mem = {}, {}
-    with open(args.measurements) as f:
-        for line in f:
-            m = json.loads(line)
-            if m["id"].startswith("mem_"):
-                mem[m["id"]] = m
-            else:
-                rows[m["id"]] = Row(m, pages)
+    for m in read_measurements(args.measurements):
+        if m["id"].startswith("mem_"):
+            mem[m["id"]] = m
+        else:
+            rows[m["id"]] = Row(m, pages)
     r = rows
 
     out = []
@@ -104,7 +123,9 @@ def main():
     w("Every row reads the same simulator data in the same run: token BIG, %s events, "
       "%s pages of %s (`SELECT sum(amount) FROM events WHERE token_address = '...'` for dalp_fdw). "
       "Times are medians of %d runs after a warm-up (the raw client's first run opens its "
-      "connections instead), with the fastest and slowest run. "
+      "connections instead), with the fastest and slowest run. Without latency, dalp_fdw and "
+      "the raw client take turns run by run at each concurrency (each run in a new session or "
+      "process, after its own warm-up), so that both meet the same noise of the machine. "
       "The raw client (`bench/raw_client.c`: libcurl multi + json-c, nothing else) runs at the "
       "same concurrency as the dalp_fdw row it is compared with, offers gzip as dalp_fdw does, "
       "keeps its connections across runs as a dalp_fdw session does, and sends a finished "

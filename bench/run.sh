@@ -105,16 +105,22 @@ SQL
   record "{\"id\": \"$id\", \"label\": \"$label\", \"concurrency\": $conc, \"latency_ms\": $lat, \"sql\": ${lines[0]}, \"stats\": ${lines[1]}}"
 }
 
-# measure_raw ID LABEL CONCURRENCY LATENCY [raw_client flags]: RUNS runs of
-# the raw client in one process (its connections kept across runs).
+# measure_raw ID LABEL CONCURRENCY LATENCY [-w] [raw_client flags]: RUNS
+# runs of the raw client in one process (its connections kept across runs);
+# with -w, one run after a warm-up run that opens them, as a dalp_fdw
+# session's warm-up does.
 measure_raw() {
-  local id=$1 label=$2 conc=$3 lat=$4 s0 s1 out
+  local id=$1 label=$2 conc=$3 lat=$4 runs=$RUNS skip=1 s0 s1 out
   shift 4
+  if [[ ${1:-} == -w ]]; then
+    runs=1 skip=2
+    shift
+  fi
   want "$id" || return 0
-  dalp_log "$label, concurrency $conc, latency $lat ms: $RUNS runs"
+  dalp_log "$label, concurrency $conc, latency $lat ms: $runs runs"
   s0=$(sim_cpu_ms "$simpid")
-  out=$("$RAW" "$url" "$DALP_API_KEY" "$token" -c "$conc" -r "$RUNS" "$@") ||
-    dalp_die "raw_client failed"
+  out=$("$RAW" "$url" "$DALP_API_KEY" "$token" -c "$conc" -r $((runs + skip - 1)) "$@" |
+    tail -n +"$skip") || dalp_die "raw_client failed"
   s1=$(sim_cpu_ms "$simpid")
   record "{\"id\": \"$id\", \"label\": \"$label\", \"concurrency\": $conc, \"latency_ms\": $lat, \"raw\": \"${out//$'\n'/;}\", \"sim_cpu_ms_total\": $((s1 - s0))}"
 }
@@ -123,14 +129,17 @@ measure_raw() {
 # which keeps them: it is timed as the cold run, the others are warm.
 measure_sql fdw_cold "dalp_fdw, cold simulator cache" 4 0 bench_c4 "SELECT 1" "$(fdw_query 4)" 1
 want fdw_cold || dalp_psql -qtAc "$(fdw_query 4)" >/dev/null
-for c in 4 1 8; do
-  measure_sql "fdw_c$c" dalp_fdw "$c" 0 "bench_c$c" "$(fdw_query "$c")" "$(fdw_query "$c")"
+# dalp_fdw and the raw client, compared at each concurrency, take turns run
+# by run (each run after a warm-up of its own), so that both meet what else
+# the machine does at that time.
+for ((round = 1; round <= RUNS; round++)); do
+  for c in 4 1 8; do
+    measure_sql "fdw_c$c" dalp_fdw "$c" 0 "bench_c$c" "$(fdw_query "$c")" "$(fdw_query "$c")" 1
+    measure_raw "raw_c$c" "raw client" "$c" 0 -w
+  done
 done
 plain_query="SELECT sum(amount) FROM plain.events WHERE token_address = '$token'"
 measure_sql fdw_plain "dalp_fdw, compression off" 4 0 bench_plain "$plain_query" "$plain_query"
-for c in 4 1 8; do
-  measure_raw "raw_c$c" "raw client" "$c" 0
-done
 measure_raw raw_fetch "raw client, fetch only (no gzip, no parsing)" 4 0 -n -i
 measure_raw raw_identity "raw client, no compression" 4 0 -i
 measure_sql py "PL/Python peer" 1 0 "" "$py_query LIMIT 1" "$py_query"
