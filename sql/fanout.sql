@@ -38,3 +38,9 @@ SELECT count(*) FILTER (WHERE l->>'path' = '/api/v2/tokens') AS listings,
 -- the token_address column is the token each row was read for
 SELECT bool_and(e.emitter = e.token_address) AS emitter_is_token
   FROM dalp.events e;
+
+-- tokens times searched values beyond what one scan may send: a clean error
+-- before anything is built or sent (the count once wrapped an int)
+SELECT count(*) FROM dalp.events
+ WHERE token_address = ANY (ARRAY(SELECT format('0x%s', lpad(to_hex(i), 40, '0')) FROM generate_series(1, 1001) i))
+   AND involves_address = ANY (ARRAY(SELECT format('0x%s', lpad(to_hex(i), 40, '0')) FROM generate_series(1, 1000) i));

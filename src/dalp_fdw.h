@@ -381,6 +381,10 @@ extern const DalpColumnDef *dalp_column_of_var(Expr *expr,
 extern bool dalp_column_accepts(const DalpResourceDef *res,
 								const DalpColumnDef *col, int op);
 extern bool dalp_conds_may_split(List *conds, List *values);
+
+/* the most streams (requests, at least) one scan may make */
+#define DALP_MAX_STREAMS 1000000
+extern void dalp_check_stream_count(int64 n);
 extern DalpCond *dalp_classify_clause(RelOptInfo *baserel,
 									  const DalpResourceDef *res, Oid relid,
 									  Expr *clause, bool allow_outer,

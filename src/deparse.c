@@ -320,6 +320,23 @@ join_texts(List *texts, int from, int count)
 	return buf.data;
 }
 
+/*
+ * One scan's streams (a token and a filter variant each, one request at
+ * least) are counted in an int and kept in one palloc'd array: a product of
+ * IN lists, search lists and tokens beyond that is refused before anything
+ * is built, with an error rather than a wrapped count.
+ */
+void
+dalp_check_stream_count(int64 n)
+{
+	if (n > DALP_MAX_STREAMS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a dalp_fdw scan would send more than %d requests", DALP_MAX_STREAMS),
+				 errdetail("Its tokens, IN lists and searched values make " INT64_FORMAT " combinations, each a request of its own.", n),
+				 errhint("Narrow the lists, or read fewer tokens at a time.")));
+}
+
 static DalpVariant *
 make_variant(const DalpVariant *base, const char *key, const char *value,
 			 const char *search_value)
@@ -341,13 +358,18 @@ add_filter_to_variants(List *variants, const char *key, List *texts)
 {
 	List	   *result = NIL;
 	ListCell   *lc;
+	int64		chunks = (list_length(texts) + DALP_MAX_IN_VALUES - 1) / DALP_MAX_IN_VALUES;
 
+	dalp_check_stream_count((int64) list_length(variants) * chunks);
 	foreach(lc, variants)
 		for (int from = 0; from < list_length(texts); from += DALP_MAX_IN_VALUES)
+		{
+			CHECK_FOR_INTERRUPTS();
 			result = lappend(result,
 							 make_variant(lfirst(lc), key,
 										  join_texts(texts, from, DALP_MAX_IN_VALUES),
 										  NULL));
+		}
 	return result;
 }
 
@@ -359,6 +381,7 @@ add_search_to_variants(List *variants, const char *key, List *texts)
 	ListCell   *lc;
 	ListCell   *lt;
 
+	dalp_check_stream_count((int64) list_length(variants) * list_length(texts));
 	foreach(lc, variants)
 	{
 		DalpVariant *base = (DalpVariant *) lfirst(lc);
@@ -367,6 +390,7 @@ add_search_to_variants(List *variants, const char *key, List *texts)
 		{
 			char	   *value = strVal(lfirst(lt));
 
+			CHECK_FOR_INTERRUPTS();
 			if (base->search_value == NULL)
 				result = lappend(result, make_variant(base, key, value, value));
 			else if (strcmp(base->search_value, value) == 0)

@@ -673,6 +673,7 @@ start_execution(ForeignScanState *node, DalpScanState *st)
 	else if (!constrained)
 		tokens = list_all_tokens(st);
 
+	dalp_check_stream_count((int64) list_length(tokens) * list_length(variants));
 	st->nstreams = list_length(tokens) * list_length(variants);
 	st->streams = palloc0(sizeof(DalpStream) * Max(st->nstreams, 1));
 	foreach(lc, tokens)
