@@ -985,17 +985,17 @@ node_datum(json_object *v, DalpColumnBinding *b, ConversionContext *cc)
 			return text_datum(b, json_text(v), cc);
 		case DALP_CONV_ARRAY:
 			{
-				/* the array's error context: array_literal names elements */
-				char	   *whole = json_text(v);
-
-				cc->value = whole;
 				if (!json_object_is_type(v, json_type_array))
+				{
+					cc->value = json_text(v);
 					ereport(ERROR,
 							(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 							 errmsg("expected a JSON array for column \"%s\"",
 									b->colname)));
+				}
+				/* array_literal names elements; then the literal is the value */
 				text = array_literal(v, b, cc);
-				cc->value = whole;
+				cc->value = text;
 			}
 			return dalp_input_call(&b->infunc, text, b->typioparam,
 								   b->typmod);

@@ -16,7 +16,9 @@ dalp_check_response(const DalpConnConfig *conf, DalpHttpResult *res,
 {
 	if (res->status == 404 && missing_is_empty)
 		return false;
-	dalp_raise_for_status(res, dalp_decode_for_display(path), conf->api_key);
+	/* the path is decoded for an error message only: not for every page */
+	if (res->status < 200 || res->status >= 300)
+		dalp_raise_for_status(res, dalp_decode_for_display(path), conf->api_key);
 	return true;
 }
 
