@@ -665,7 +665,11 @@ dalp_explain_expr(ExplainState *es, Expr *expr)
 	return deparse_expression((Node *) expr, es->deparse_cxt, false, false);
 }
 
-/* A condition's value as EXPLAIN shows it: the constant, or its expression. */
+/*
+ * A condition's value as EXPLAIN shows it: the constant, or its expression;
+ * NULL for a constant that is not sent (cond_texts: every row matches, or
+ * it is checked locally), as execution sends no filter for it.
+ */
 char *
 dalp_explain_value(ExplainState *es, const DalpCond *cond, Expr *expr, int *op)
 {
@@ -675,9 +679,17 @@ dalp_explain_value(ExplainState *es, const DalpCond *cond, Expr *expr, int *op)
 		List	   *texts;
 		int			dropped = 0;
 
-		if (cond_texts(cond, c->constvalue, c->constisnull, op, &texts,
-					   &dropped) == VALUE_SEND)
-			return join_texts(texts, 0, list_length(texts));
+		switch (cond_texts(cond, c->constvalue, c->constisnull, op, &texts,
+						   &dropped))
+		{
+			case VALUE_SEND:
+				return join_texts(texts, 0, list_length(texts));
+			case VALUE_ALWAYS:
+			case VALUE_LOCAL:
+				return NULL;
+			case VALUE_NEVER:
+				break;
+		}
 	}
 	return dalp_explain_expr(es, expr);
 }

@@ -1633,8 +1633,9 @@ explain_requests(ExplainState *es, DalpScanState *st, const char *join_token)
 			if (cond->role == DALP_COND_TOKEN)
 				one_token |= IsA(expr, Const) &&
 					dalp_operator(op)->explain_each == NULL;
-			(void) dalp_request_set_add(&rs, cond, op,
-										list_make1(makeString(text)), true);
+			if (text != NULL)
+				(void) dalp_request_set_add(&rs, cond, op,
+											list_make1(makeString(text)), true);
 		}
 		else if (i == nconds && (st->limit_flags & DALP_LIMIT_COUNT))
 		{
